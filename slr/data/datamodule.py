@@ -1,0 +1,162 @@
+"""LightningDataModule over a WLASL-layout folder: ROOT/WLASL_v0.3.json + ROOT/videos/<id>.mp4."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from slr.data.dataset import ClipDataset, collate_clips
+from slr.data.demo import ensure_demo_dataset
+from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
+from slr.data.wlasl import INDEX_FILE, SPLITS, VIDEO_DIR, Instance, SubsetIndex, read_subset
+
+log = logging.getLogger(__name__)
+
+
+class WLASLDataModule(pl.LightningDataModule):
+    """Train/val/test loaders for one WLASL subset. Videos missing from ROOT/videos are the normal
+    case (many WLASL links are dead): they are counted per split and left out.
+
+    Args:
+        root: dataset folder holding WLASL_v0.3.json and videos/.
+        subset: 100 | 300 | 1000 | 2000, the first N glosses of the index; None = all glosses.
+        split_file: an official nslt_N.json, absolute or relative to root; None = the index's splits.
+        num_frames: frames per clip (T).
+        image_size: side of the square frames fed to the backbone.
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes.
+        bbox_margin, crop_scale, color_jitter, hflip_p: see `ClipTransform`.
+        trimmed: videos are already cut to their frame range (official preprocessing, slr.prepare).
+        make_demo: write the synthetic demo dataset into root if it has no index yet.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        subset: int | None = 100,
+        split_file: str | None = None,
+        num_frames: int = 30,
+        image_size: int = 224,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        bbox_margin: float = 0.15,
+        crop_scale: tuple[float, float] = (0.7, 1.0),
+        color_jitter: float = 0.2,
+        hflip_p: float = 0.0,
+        trimmed: bool = True,
+        make_demo: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.root = Path(root)
+        self.datasets: dict[str, ClipDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.hparams.make_demo:
+            ensure_demo_dataset(self.root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"data.root={self.root} does not exist. Point data.root at a folder holding "
+                f"{INDEX_FILE} and {VIDEO_DIR}/<video_id>.mp4 (or use experiment=demo)."
+            )
+
+    @cached_property
+    def index(self) -> SubsetIndex:
+        split_file = self.hparams.split_file
+        if split_file is not None and not Path(split_file).is_absolute():
+            split_file = self.root / split_file
+        return read_subset(self.root / INDEX_FILE, self.hparams.subset, split_file)
+
+    @property
+    def glosses(self) -> list[str]:
+        """Gloss names in label order."""
+        return self.index.glosses
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.index.glosses)
+
+    @property
+    def preprocessing(self) -> dict:
+        """What a model trained on this data expects as input; saved with every checkpoint."""
+        h = self.hparams
+        return {
+            "num_frames": h.num_frames,
+            "image_size": h.image_size,
+            "bbox_margin": h.bbox_margin,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        }
+
+    @cached_property
+    def available(self) -> dict[str, list[Instance]]:
+        """Per split, the instances whose video file exists."""
+        video_dir = self.root / VIDEO_DIR
+        return {
+            split: [i for i in insts if (video_dir / f"{i.video_id}.mp4").is_file()]
+            for split, insts in self.index.splits.items()
+        }
+
+    def availability(self) -> dict:
+        """Nominal, available and missing video counts per split, plus the missing ids."""
+        report: dict = {"splits": {}, "missing_ids": {}, "unknown_split_ids": self.index.unknown_ids}
+        for split in SPLITS:
+            have = {i.video_id for i in self.available[split]}
+            missing = [i.video_id for i in self.index.splits[split] if i.video_id not in have]
+            report["splits"][split] = {
+                "nominal": len(self.index.splits[split]),
+                "available": len(have),
+                "missing": len(missing),
+            }
+            report["missing_ids"][split] = missing
+        return report
+
+    def dataset(self, split: str) -> ClipDataset:
+        if split not in self.datasets:
+            insts = self.available[split]
+            if not insts:
+                raise RuntimeError(
+                    f"no {split} videos available under {self.root / VIDEO_DIR} "
+                    f"({len(self.index.splits[split])} listed for this subset)"
+                )
+            h = self.hparams
+            transform = ClipTransform(
+                image_size=h.image_size,
+                train=split == "train",
+                bbox_margin=h.bbox_margin,
+                crop_scale=tuple(h.crop_scale),
+                color_jitter=h.color_jitter,
+                hflip_p=h.hflip_p,
+            )
+            video_dir = self.root / VIDEO_DIR
+            self.datasets[split] = ClipDataset(insts, video_dir, h.num_frames, transform, h.trimmed)
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in needed.get(stage, SPLITS):
+            self.dataset(split)
+
+    def _loader(self, split: str) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.hparams.batch_size,
+            shuffle=split == "train",
+            num_workers=workers,
+            collate_fn=collate_clips,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

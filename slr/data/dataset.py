@@ -1,0 +1,118 @@
+"""The clip dataset: one WLASL instance -> a fixed-size frame tensor, its true length and label.
+A video that fails to decode yields a `Failed` record, so the batch skips it by name instead of
+ending the epoch or being silently replaced by another video."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypedDict
+
+import torch
+from torch.utils.data import Dataset
+
+from slr.data.sampling import jittered_indices, uniform_indices
+from slr.data.transforms import ClipTransform
+from slr.data.video import DECODE_ERRORS, DecodeError, crop_resize, read_frames
+from slr.data.wlasl import Instance
+
+log = logging.getLogger(__name__)
+
+
+class Sample(TypedDict):
+    frames: torch.Tensor  # (T, 3, S, S) float32, ImageNet-normalized; zeros after `length`
+    length: torch.Tensor  # () int64, real frames in `frames`, 1..T
+    label: torch.Tensor  # () int64, gloss position in the index
+    video_id: str
+
+
+class Failed(TypedDict):
+    video_id: str
+    error: str
+
+
+class Batch(TypedDict):
+    frames: torch.Tensor  # (B, T, 3, S, S) float32
+    length: torch.Tensor  # (B,) int64
+    label: torch.Tensor  # (B,) int64
+    video_id: list[str]  # (B,)
+    skipped: list[str]  # ids in this batch that failed to decode, already logged
+
+
+class ClipDataset(Dataset):
+    """Clips of the given instances, read from `video_dir/<video_id>.mp4`.
+
+    Args:
+        instances: the videos, all of which are expected to exist (missing ones are filtered and
+            counted before this point).
+        video_dir: folder of `<video_id>.mp4` files.
+        num_frames: T, frames per clip; shorter clips are zero-padded and keep their true length.
+        transform: spatial preset; `transform.train` also selects jittered temporal sampling.
+        trimmed: the files are already cut to the instance's frame range (as the official
+            preprocessing writes them); False cuts [frame_start, frame_end] out of the file here.
+    """
+
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        video_dir: str | Path,
+        num_frames: int,
+        transform: ClipTransform,
+        trimmed: bool = True,
+    ) -> None:
+        self.instances = list(instances)
+        self.video_dir = Path(video_dir)
+        self.num_frames = num_frames
+        self.transform = transform
+        self.trimmed = trimmed
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def path(self, inst: Instance) -> Path:
+        return self.video_dir / f"{inst.video_id}.mp4"
+
+    def __getitem__(self, i: int) -> Sample | Failed:
+        inst = self.instances[i]
+        try:
+            return self.load(inst)
+        except (DecodeError, *DECODE_ERRORS) as e:
+            log.warning("skipping video %s (%s): %s", inst.video_id, self.path(inst), e)
+            return Failed(video_id=inst.video_id, error=str(e))
+
+    def load(self, inst: Instance) -> Sample:
+        start_sec, stop_sec = (0.0, None) if self.trimmed else inst.time_range()
+        frames, _ = read_frames(self.path(inst), start_sec, stop_sec)
+        if self.transform.train:
+            picks = jittered_indices(len(frames), self.num_frames)
+        else:
+            picks = uniform_indices(len(frames), self.num_frames)
+        width, height = frames[0].width, frames[0].height
+        box = self.transform.box(inst.bbox, width, height)
+        size = self.transform.image_size
+        clip = self.transform(crop_resize([frames[j] for j in picks], box, size))  # (t, 3, S, S)
+        padded = clip.new_zeros((self.num_frames, *clip.shape[1:]))
+        padded[: len(picks)] = clip
+        return Sample(
+            frames=padded,
+            length=torch.tensor(len(picks)),
+            label=torch.tensor(inst.label),
+            video_id=inst.video_id,
+        )
+
+
+def collate_clips(items: Sequence[Sample | Failed]) -> Batch:
+    """Stack the clips that loaded; name the ones that did not. A batch may end up empty."""
+    ok = [s for s in items if "frames" in s]
+    skipped = [s["video_id"] for s in items if "frames" not in s]
+    if not ok:
+        empty = torch.empty(0)
+        return Batch(frames=empty, length=empty.long(), label=empty.long(), video_id=[], skipped=skipped)
+    return Batch(
+        frames=torch.stack([s["frames"] for s in ok]),
+        length=torch.stack([s["length"] for s in ok]),
+        label=torch.stack([s["label"] for s in ok]),
+        video_id=[s["video_id"] for s in ok],
+        skipped=skipped,
+    )

@@ -1,0 +1,137 @@
+"""The frozen per-frame encoder: MobileNetV2 features + global average pooling, applied to every
+frame of a clip by folding time into the batch (PyTorch's form of Keras' TimeDistributed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+FEATURE_DIM = 1280
+
+
+class WeightsError(RuntimeError):
+    """Backbone weights that were asked for but cannot be had."""
+
+
+def load_backbone(weights: str | None, weights_path: str | None = None) -> nn.Sequential:
+    """MobileNetV2's `features` with the requested weights.
+
+    Args:
+        weights: a torchvision weights name (IMAGENET1K_V1, IMAGENET1K_V2) or None for random init
+            (with BatchNorm statistics calibrated on noise, see `calibrate_batchnorm`).
+        weights_path: a local state-dict file (of the whole MobileNetV2 or just `features`); wins
+            over `weights`. Raises WeightsError instead of ever falling back to random weights.
+    """
+    net = mobilenet_v2(weights=None)
+    if weights_path is not None:
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # missing file, not a torch file, unpickling refused: all fatal
+            raise WeightsError(
+                f"model.backbone.weights_path={weights_path} could not be read as a state dict: {e}"
+            ) from e
+        state = {k.removeprefix("features."): v for k, v in state.items() if "classifier" not in k}
+        try:
+            net.features.load_state_dict(state)
+        except RuntimeError as e:
+            raise WeightsError(
+                f"model.backbone.weights_path={weights_path} is not a MobileNetV2 state dict: {e}"
+            ) from e
+    elif weights is not None:
+        try:
+            spec = MobileNet_V2_Weights[weights]
+        except KeyError:
+            names = [w.name for w in MobileNet_V2_Weights]
+            raise WeightsError(
+                f"model.backbone.weights={weights} is not one of {names} (or null for random init)"
+            ) from None
+        try:
+            net.load_state_dict(spec.get_state_dict(progress=False, check_hash=True))
+        except Exception as e:  # no network, no cache, bad cache: all end the same way
+            cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.url)
+            torch_home = os.environ.get("TORCH_HOME", "unset")
+            raise WeightsError(
+                f"could not load MobileNetV2 {weights} weights ({type(e).__name__}: {e}). "
+                f"torchvision looks for {cache} (TORCH_HOME={torch_home}) and downloads "
+                f"{spec.url} when it is absent. Offline, copy that file there, or set "
+                "model.backbone.weights_path=/path/to/state_dict.pth."
+            ) from e
+    else:
+        calibrate_batchnorm(net.features)
+    return net.features
+
+
+@torch.no_grad()
+def calibrate_batchnorm(features: nn.Module, seed: int = 0) -> None:
+    """Rescale a randomly initialised network's BatchNorm layers so activations keep unit scale.
+
+    Fresh BatchNorm layers hold mean 0 / variance 1, under which MobileNetV2's activations shrink
+    ~10x per stage to ~1e-10 at the output: frozen in eval mode, every frame would map to ~zero.
+    One pass of Gaussian noise sets each layer's variance to one number, the mean square of its
+    input, and its mean to 0. Per-channel statistics would also work against the vanishing, but
+    they make the random network chaotic (a 1-pixel shift changed features by ~55%, against ~13%
+    with identity BatchNorm); one scale per layer keeps identity BatchNorm's function, up to scale.
+    """
+    norms = [m for m in features.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def rescale(norm: nn.BatchNorm2d, inputs: tuple[torch.Tensor]) -> None:
+        norm.running_mean.zero_()
+        norm.running_var.fill_(inputs[0].pow(2).mean().item())
+
+    # the hooks run in forward order, so each layer sees its input already rescaled upstream
+    hooks = [m.register_forward_pre_hook(rescale) for m in norms]
+    noise = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    features.eval()(noise)
+    for hook in hooks:
+        hook.remove()
+
+
+class FrameEncoder(nn.Module):
+    """Frozen MobileNetV2 over every real frame of a clip: (B, T, 3, H, W) -> (B, T, 1280).
+
+    Frozen means: no parameter requires grad, the forward runs without autograd, and the module
+    stays in eval mode whatever `.train()` says, so BatchNorm statistics never move.
+
+    Args:
+        weights, weights_path: see `load_backbone`.
+        chunk_frames: frames per backbone call. Small chunks keep activations small enough to be
+            reused by the allocator instead of page-faulting hundreds of MB per call.
+    """
+
+    def __init__(
+        self,
+        weights: str | None = "IMAGENET1K_V1",
+        weights_path: str | None = None,
+        chunk_frames: int = 8,
+    ) -> None:
+        super().__init__()
+        self.backbone = load_backbone(weights, weights_path).to(memory_format=torch.channels_last)
+        self.backbone.requires_grad_(False)
+        self.chunk_frames = chunk_frames
+        self.out_dim = FEATURE_DIM
+        self.train(False)
+
+    def train(self, mode: bool = True) -> FrameEncoder:
+        return super().train(False)  # frozen BatchNorm: always eval
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of the real frames; padded frames (t >= length) get zeros and cost nothing."""
+        b, t = frames.shape[:2]
+        flat = frames.flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, 3, H, W)
+        out = flat.new_zeros(b * t, self.out_dim)  # (B*T, 1280)
+        if lengths is None:
+            real = torch.arange(b * t, device=frames.device)
+        else:
+            mask = torch.arange(t, device=frames.device) < lengths.to(frames.device)[:, None]
+            real = mask.flatten().nonzero().squeeze(1)  # (B, T) -> indices into B*T
+        step = self.chunk_frames if self.chunk_frames > 0 else len(real)
+        for i in range(0, len(real), step):
+            rows = real[i : i + step]
+            x = flat[rows].contiguous(memory_format=torch.channels_last)  # (n, 3, H, W)
+            out[rows] = self.backbone(x).mean(dim=(2, 3))  # (n, 1280, h, w) -> (n, 1280)
+        return out.view(b, t, self.out_dim)  # (B*T, 1280) -> (B, T, 1280)

@@ -1,0 +1,51 @@
+"""Top-k accuracy per instance and per class, as one torchmetrics Metric (synced across ranks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchmetrics import Metric
+
+
+class TopKAccuracy(Metric):
+    """Top-k accuracy for several k at once, both per instance and per class.
+
+    `top{k}` is the fraction of videos whose label is among the k highest logits; `top{k}_class`
+    is the mean over classes of that fraction, over the classes that have at least one video (what
+    the official WLASL I3D script reports). Unlike torchmetrics' MulticlassAccuracy(average=
+    "macro"), a class with no video never counts as 0 because some video was predicted as it.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, ks: Sequence[int] = (1, 5)) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.ks = tuple(ks)
+        self.add_state("hits", torch.zeros(len(self.ks), num_classes), dist_reduce_fx="sum")
+        self.add_state("support", torch.zeros(num_classes), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """logits (N, C), target (N,)."""
+        kmax = min(max(self.ks), self.num_classes)
+        ranked = logits.topk(kmax, dim=1).indices  # (N, kmax)
+        match = ranked == target[:, None]  # (N, kmax): where the label sits in the ranking
+        for j, k in enumerate(self.ks):
+            self.hits[j].index_add_(0, target, match[:, :k].any(dim=1).float())
+        self.support.index_add_(0, target, torch.ones_like(target, dtype=torch.float))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        present = self.support > 0
+        total = self.support.sum().clamp(min=1)
+        out = {}
+        for j, k in enumerate(self.ks):
+            out[f"top{k}"] = self.hits[j].sum() / total
+            per_class = self.hits[j][present] / self.support[present]
+            out[f"top{k}_class"] = per_class.mean() if present.any() else total.new_zeros(())
+        return out
+
+    def per_class(self, k: int = 1) -> torch.Tensor:
+        """(C,) top-k accuracy of each class; NaN where a class has no video."""
+        hits = self.hits[self.ks.index(k)]
+        return torch.where(self.support > 0, hits / self.support.clamp(min=1), torch.nan)

@@ -1,0 +1,66 @@
+"""The CNN-LSTM sign classifier, a plain nn.Module: frozen frame encoder -> LSTM -> linear head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from slr.models.encoder import FrameEncoder
+
+
+class SignClassifier(nn.Module):
+    """Logits over glosses for a batch of clips.
+
+    Args:
+        num_classes: glosses to classify; comes from the data (2000 for WLASL2000).
+        backbone: the frozen frame encoder.
+        lstm_hidden: LSTM hidden size per direction.
+        lstm_layers: stacked LSTM layers.
+        bidirectional: also run the LSTM backwards; the summary concatenates both final states.
+        dropout: before the head, and between LSTM layers when there are several.
+        feature_dropout: on the frame features entering the LSTM.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: FrameEncoder,
+        lstm_hidden: int = 512,
+        lstm_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.3,
+        feature_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.encoder = backbone
+        self.feature_dropout = nn.Dropout(feature_dropout)
+        self.lstm = nn.LSTM(
+            input_size=backbone.out_dim,
+            hidden_size=lstm_hidden,
+            num_layers=lstm_layers,
+            batch_first=True,
+            dropout=dropout if lstm_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(lstm_hidden * (2 if bidirectional else 1), num_classes),
+        )
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, 3, H, W) frames and (B,) true lengths -> (B, num_classes) logits."""
+        return self.classify(self.encoder(frames, lengths), lengths)
+
+    def classify(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, 1280) frame features -> (B, num_classes) logits, reading each clip's summary at
+        its last real frame: the sequence is packed, so padding never enters the LSTM."""
+        b, t = features.shape[:2]
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long)
+        x = self.feature_dropout(features)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)  # h_n: (layers * directions, B, H)
+        # the last layer's final state: (B, H), or (B, 2H) with both directions concatenated
+        summary = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.lstm.bidirectional else h_n[-1]
+        return self.head(summary)

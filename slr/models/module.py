@@ -1,0 +1,125 @@
+"""The LightningModule: loss, metrics and optimizers around a `SignClassifier`."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
+from torchmetrics import MaxMetric, MeanMetric, SumMetric
+
+from slr.data.dataset import Batch
+from slr.models.metrics import TopKAccuracy
+from slr.models.mobilenet_lstm import SignClassifier
+
+# The frozen encoder stays in eval mode on purpose (BatchNorm statistics must not move).
+warnings.filterwarnings(
+    "ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning
+)
+
+
+class SignLitModule(pl.LightningModule):
+    """Trains and evaluates a SignClassifier. Logs `train/loss`, `train/top1` and, for val and
+    test, `top1`, `top5`, `top1_class`, `top5_class`, `videos` and `skipped` per epoch.
+
+    Args:
+        net: the model.
+        glosses: gloss names in label order; saved in every checkpoint so predictions can be named.
+        optimizer: partial optimizer, called with the trainable parameters only.
+        scheduler: partial LR scheduler (stepped per epoch), or None.
+        label_smoothing: for the cross-entropy loss.
+        net_config: the Hydra config that built `net`, saved so checkpoints rebuild it.
+        preprocessing: the input the net was trained on (frames, size, mean, std), saved likewise.
+    """
+
+    def __init__(
+        self,
+        net: SignClassifier,
+        glosses: list[str],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        label_smoothing: float = 0.0,
+        net_config: dict | None = None,
+        preprocessing: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        num_classes = len(glosses)
+        self.train_loss = MeanMetric()
+        self.train_acc = TopKAccuracy(num_classes, ks=(1,))
+        self.val_acc = TopKAccuracy(num_classes)
+        self.test_acc = TopKAccuracy(num_classes)
+        self.val_top1_best = MaxMetric()
+        # videos that failed to decode, counted so reports say how many were really evaluated
+        self.val_skipped = SumMetric()
+        self.test_skipped = SumMetric()
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(frames, lengths)
+
+    def on_fit_start(self) -> None:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
+        rank_zero_info(f"parameters: {trainable:,} trainable, {frozen:,} frozen (backbone)")
+
+    def on_train_start(self) -> None:
+        # the sanity check's validation batches must not count towards the first epoch or the best
+        self.val_acc.reset()
+        self.val_top1_best.reset()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if not batch["video_id"]:
+            return None  # every clip of this batch failed to decode; already logged
+        logits = self(batch["frames"], batch["length"])
+        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        self.train_loss(loss, weight=len(batch["video_id"]))
+        self.train_acc(logits.detach(), batch["label"])
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/top1", self.train_acc.compute()["top1"])
+        self.train_acc.reset()
+
+    def _eval_step(self, metric: TopKAccuracy, skipped: SumMetric, batch: Batch) -> None:
+        skipped.update(len(batch["skipped"]))
+        if batch["video_id"]:
+            metric.update(self(batch["frames"], batch["length"]), batch["label"])
+
+    def _eval_epoch_end(
+        self, stage: str, metric: TopKAccuracy, skipped: SumMetric
+    ) -> dict[str, torch.Tensor]:
+        values = metric.compute()  # compute() syncs across processes, so no sync_dist here
+        values["videos"] = metric.support.sum()
+        values["skipped"] = skipped.compute()
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
+        metric.reset()
+        skipped.reset()
+        return values
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(self.val_acc, self.val_skipped, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._eval_epoch_end("val", self.val_acc, self.val_skipped)
+        self.val_top1_best(values["top1"])
+        self.log("val/top1_best", self.val_top1_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(self.test_acc, self.test_skipped, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_acc, self.test_skipped)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer(params=params)
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer=optimizer)}

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real WLASL material in ../shared/wlasl, a tiny synthetic dataset, and
+composed Hydra configs shrunk to run in seconds on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from slr.data.demo import make_demo_dataset
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "wlasl"
+
+
+@pytest.fixture(scope="session")
+def shared_wlasl() -> Path:
+    """The read-only real WLASL index, split files and 20 clips that sit beside the repo."""
+    if not (SHARED / "WLASL_v0.3.json").is_file():
+        pytest.skip(f"real WLASL material not found at {SHARED} (expected ../shared/wlasl)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """A 3-gloss synthetic dataset in the WLASL layout (4 train, 2 val, 2 test per gloss)."""
+    root = tmp_path_factory.mktemp("tiny_wlasl")
+    return make_demo_dataset(
+        root, num_classes=3, train_per_class=4, val_per_class=2, test_per_class=2, size=(64, 48)
+    )
+
+
+TINY = [
+    "data.num_frames=4",
+    "data.image_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.lstm_hidden=16",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def compose_cfg(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose conf/<name>.yaml with overrides; paths point into `output_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize(version_base="1.3", config_path="../conf"):
+        cfg = compose(config_name=name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture
+def train_cfg(tiny_root: Path, tmp_path: Path) -> DictConfig:
+    """`experiment=demo` on the tiny dataset, a few seconds end to end."""
+    overrides = ["experiment=demo", f"data.root={tiny_root}", *TINY]
+    return compose_cfg("train", overrides, tmp_path / "train")
