@@ -25,6 +25,7 @@ def evaluate(cfg: DictConfig) -> dict:
             if key in cfg.data and cfg.data[key] is None:
                 cfg.data[key] = value
     datamodule = instantiate(cfg.data)
+    datamodule.use_encoder(module.net.encoder)
     datamodule.prepare_data()
     if datamodule.glosses != module.hparams.glosses:
         raise ValueError(

@@ -36,8 +36,10 @@ def train(cfg: DictConfig) -> dict:
         "num_classes": datamodule.num_classes,
     }
     scheduler = cfg.get("scheduler")
+    net = instantiate(net_config)
+    datamodule.use_encoder(net.encoder)
     module = SignLitModule(
-        net=instantiate(net_config),
+        net=net,
         glosses=datamodule.glosses,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(scheduler) if scheduler else None,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from functools import cached_property
 from pathlib import Path
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.demo import ensure_demo_dataset
+from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
 from slr.data.wlasl import INDEX_FILE, SPLITS, VIDEO_DIR, Instance, SubsetIndex, read_subset
 
@@ -24,13 +28,18 @@ class WLASLDataModule(pl.LightningDataModule):
     Args:
         root: dataset folder holding WLASL_v0.3.json and videos/.
         subset: 100 | 300 | 1000 | 2000, the first N glosses of the index; None = all glosses.
-        split_file: an official nslt_N.json, absolute or relative to root; None = the index's splits.
+        split_file: an official nslt_N.json, absolute or relative to root; None = index splits.
         num_frames: frames per clip (T).
         image_size: side of the square frames fed to the backbone.
         batch_size: clips per batch.
         num_workers: DataLoader worker processes.
         bbox_margin, crop_scale, color_jitter, hflip_p: see `ClipTransform`.
         trimmed: videos are already cut to their frame range (official preprocessing, slr.prepare).
+        features: "live" decodes video and runs the backbone every epoch; "cached" runs them once
+            per clip and view and stores the backbone's features on disk (see `use_encoder`).
+        cache_dir: where feature stores live; None = ROOT/features.
+        cache_views: augmented views cached per training clip (one is drawn per epoch); val and
+            test cache their one fixed view.
         make_demo: write the synthetic demo dataset into root if it has no index yet.
     """
 
@@ -48,12 +57,24 @@ class WLASLDataModule(pl.LightningDataModule):
         color_jitter: float = 0.2,
         hflip_p: float = 0.0,
         trimmed: bool = True,
+        features: str = "live",
+        cache_dir: str | None = None,
+        cache_views: int = 4,
         make_demo: bool = False,
     ) -> None:
         super().__init__()
+        if features not in ("live", "cached"):
+            raise ValueError(f"data.features={features!r}: use 'live' or 'cached'")
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
-        self.datasets: dict[str, ClipDataset] = {}
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / "features"
+        self.clips: dict[str, ClipDataset] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self.encoder: nn.Module | None = None
+
+    def use_encoder(self, encoder: nn.Module) -> None:
+        """The frozen backbone that fills feature stores when data.features=cached."""
+        self.encoder = encoder
 
     def prepare_data(self) -> None:
         if self.hparams.make_demo:
@@ -103,7 +124,11 @@ class WLASLDataModule(pl.LightningDataModule):
 
     def availability(self) -> dict:
         """Nominal, available and missing video counts per split, plus the missing ids."""
-        report: dict = {"splits": {}, "missing_ids": {}, "unknown_split_ids": self.index.unknown_ids}
+        report: dict = {
+            "splits": {},
+            "missing_ids": {},
+            "unknown_split_ids": self.index.unknown_ids,
+        }
         for split in SPLITS:
             have = {i.video_id for i in self.available[split]}
             missing = [i.video_id for i in self.index.splits[split] if i.video_id not in have]
@@ -116,7 +141,8 @@ class WLASLDataModule(pl.LightningDataModule):
         return report
 
     def dataset(self, split: str) -> ClipDataset:
-        if split not in self.datasets:
+        """The split's clips, decoded from video."""
+        if split not in self.clips:
             insts = self.available[split]
             if not insts:
                 raise RuntimeError(
@@ -133,18 +159,39 @@ class WLASLDataModule(pl.LightningDataModule):
                 hflip_p=h.hflip_p,
             )
             video_dir = self.root / VIDEO_DIR
-            self.datasets[split] = ClipDataset(insts, video_dir, h.num_frames, transform, h.trimmed)
-        return self.datasets[split]
+            self.clips[split] = ClipDataset(insts, video_dir, h.num_frames, transform, h.trimmed)
+        return self.clips[split]
+
+    def cached(self, split: str) -> FeatureDataset:
+        """The split as cached backbone features, extracting them first where absent."""
+        if self.encoder is None:
+            raise RuntimeError("data.features=cached needs the backbone: call use_encoder() first")
+        clips, h = self.dataset(split), self.hparams
+        views = h.cache_views if split == "train" else 1
+        store = build_store(
+            clips,
+            _on_fastest_device(self.encoder),
+            module_digest(self.encoder),
+            self.cache_dir,
+            views=views,
+            batch_size=h.batch_size,
+            num_workers=h.num_workers,
+            desc=f"caching {split} features",
+        )
+        return FeatureDataset(store, clips, train=split == "train")
 
     def setup(self, stage: str | None = None) -> None:
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         for split in needed.get(stage, SPLITS):
-            self.dataset(split)
+            if split not in self.datasets:
+                cached = self.hparams.features == "cached"
+                self.datasets[split] = self.cached(split) if cached else self.dataset(split)
 
     def _loader(self, split: str) -> DataLoader:
-        workers = self.hparams.num_workers
+        # cached features are a memory-mapped read: worker processes would only add start-up
+        workers = 0 if self.hparams.features == "cached" else self.hparams.num_workers
         return DataLoader(
-            self.dataset(split),
+            self.datasets[split],
             batch_size=self.hparams.batch_size,
             shuffle=split == "train",
             num_workers=workers,
@@ -160,3 +207,12 @@ class WLASLDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+def _on_fastest_device(encoder: nn.Module):
+    """The encoder as a function of CPU tensors, run on a GPU when there is one (a copy, so the
+    model Lightning manages stays where it is)."""
+    if not torch.cuda.is_available():
+        return encoder
+    gpu = copy.deepcopy(encoder).cuda()
+    return lambda frames, lengths: gpu(frames.cuda(non_blocking=True), lengths.cuda()).cpu()

@@ -20,8 +20,9 @@ from slr.data.wlasl import Instance
 log = logging.getLogger(__name__)
 
 
-class Sample(TypedDict):
+class Sample(TypedDict, total=False):
     frames: torch.Tensor  # (T, 3, S, S) float32, ImageNet-normalized; zeros after `length`
+    features: torch.Tensor  # (T, 1280) float32 backbone features, instead of frames when cached
     length: torch.Tensor  # () int64, real frames in `frames`, 1..T
     label: torch.Tensor  # () int64, gloss position in the index
     video_id: str
@@ -32,12 +33,14 @@ class Failed(TypedDict):
     error: str
 
 
-class Batch(TypedDict):
+class Batch(TypedDict, total=False):
     frames: torch.Tensor  # (B, T, 3, S, S) float32
+    features: torch.Tensor  # (B, T, 1280) float32, instead of frames when cached
     length: torch.Tensor  # (B,) int64
     label: torch.Tensor  # (B,) int64
     video_id: list[str]  # (B,)
     skipped: list[str]  # ids in this batch that failed to decode, already logged
+    errors: dict[str, str]  # their errors, by id
 
 
 class ClipDataset(Dataset):
@@ -74,24 +77,28 @@ class ClipDataset(Dataset):
         return self.video_dir / f"{inst.video_id}.mp4"
 
     def __getitem__(self, i: int) -> Sample | Failed:
+        return self.get(i)
+
+    def get(self, i: int, generator: torch.Generator | None = None) -> Sample | Failed:
+        """Item i; train-time randomness (frames, crop, colour) drawn from `generator`."""
         inst = self.instances[i]
         try:
-            return self.load(inst)
+            return self.load(inst, generator)
         except (DecodeError, *DECODE_ERRORS) as e:
             log.warning("skipping video %s (%s): %s", inst.video_id, self.path(inst), e)
             return Failed(video_id=inst.video_id, error=str(e))
 
-    def load(self, inst: Instance) -> Sample:
+    def load(self, inst: Instance, generator: torch.Generator | None = None) -> Sample:
         start_sec, stop_sec = (0.0, None) if self.trimmed else inst.time_range()
         frames, _ = read_frames(self.path(inst), start_sec, stop_sec)
         if self.transform.train:
-            picks = jittered_indices(len(frames), self.num_frames)
+            picks = jittered_indices(len(frames), self.num_frames, generator)
         else:
             picks = uniform_indices(len(frames), self.num_frames)
         width, height = frames[0].width, frames[0].height
-        box = self.transform.box(inst.bbox, width, height)
-        size = self.transform.image_size
-        clip = self.transform(crop_resize([frames[j] for j in picks], box, size))  # (t, 3, S, S)
+        box = self.transform.box(inst.bbox, width, height, generator)
+        crops = crop_resize([frames[j] for j in picks], box, self.transform.image_size)
+        clip = self.transform(crops, generator)  # (t, 3, S, S)
         padded = clip.new_zeros((self.num_frames, *clip.shape[1:]))
         padded[: len(picks)] = clip
         return Sample(
@@ -104,15 +111,13 @@ class ClipDataset(Dataset):
 
 def collate_clips(items: Sequence[Sample | Failed]) -> Batch:
     """Stack the clips that loaded; name the ones that did not. A batch may end up empty."""
-    ok = [s for s in items if "frames" in s]
-    skipped = [s["video_id"] for s in items if "frames" not in s]
+    ok = [s for s in items if "error" not in s]
+    batch = Batch(video_id=[s["video_id"] for s in ok])
+    batch["errors"] = {s["video_id"]: s["error"] for s in items if "error" in s}
+    batch["skipped"] = list(batch["errors"])
     if not ok:
-        empty = torch.empty(0)
-        return Batch(frames=empty, length=empty.long(), label=empty.long(), video_id=[], skipped=skipped)
-    return Batch(
-        frames=torch.stack([s["frames"] for s in ok]),
-        length=torch.stack([s["length"] for s in ok]),
-        label=torch.stack([s["label"] for s in ok]),
-        video_id=[s["video_id"] for s in ok],
-        skipped=skipped,
-    )
+        return batch
+    for key, value in ok[0].items():
+        if isinstance(value, torch.Tensor):
+            batch[key] = torch.stack([s[key] for s in ok])
+    return batch

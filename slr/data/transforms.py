@@ -23,7 +23,7 @@ def square_box(bbox: Box | None, width: int, height: int, margin: float) -> Box:
     """
     if bbox is None:
         bbox = (0, 0, width, height)
-    x1, y1, x2, y2 = (min(max(v, 0), lim) for v, lim in zip(bbox, (width, height) * 2))
+    x1, y1, x2, y2 = (min(max(v, 0), lim) for v, lim in zip(bbox, (width, height) * 2, strict=True))
     side = min(max(x2 - x1, y2 - y1) * (1 + margin), width, height)
     side = max(1, int(round(side)))
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2

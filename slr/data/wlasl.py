@@ -1,5 +1,6 @@
-"""The WLASL index (`WLASL_v0.3.json`) and official split files (`nslt_N.json`): which videos make up
-a subset and split, with which label. Labels are gloss positions in the index, in file order."""
+"""The WLASL index (`WLASL_v0.3.json`) and official split files (`nslt_N.json`): which videos
+make up a subset and split, with which label. Labels are gloss positions in the index, in file
+order."""
 
 from __future__ import annotations
 

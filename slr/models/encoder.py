@@ -17,7 +17,9 @@ class WeightsError(RuntimeError):
     """Backbone weights that were asked for but cannot be had."""
 
 
-def load_backbone(weights: str | None, weights_path: str | None = None) -> nn.Sequential:
+def load_backbone(
+    weights: str | None, weights_path: str | None = None, init_seed: int = 0
+) -> nn.Sequential:
     """MobileNetV2's `features` with the requested weights.
 
     Args:
@@ -25,8 +27,12 @@ def load_backbone(weights: str | None, weights_path: str | None = None) -> nn.Se
             (with BatchNorm statistics calibrated on noise, see `calibrate_batchnorm`).
         weights_path: a local state-dict file (of the whole MobileNetV2 or just `features`); wins
             over `weights`. Raises WeightsError instead of ever falling back to random weights.
+        init_seed: seeds the random init, so a random backbone is the same in every run (and its
+            cached features can be shared) whatever the run's seed.
     """
-    net = mobilenet_v2(weights=None)
+    with torch.random.fork_rng():
+        torch.manual_seed(init_seed)
+        net = mobilenet_v2(weights=None)
     if weights_path is not None:
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
@@ -97,7 +103,7 @@ class FrameEncoder(nn.Module):
     stays in eval mode whatever `.train()` says, so BatchNorm statistics never move.
 
     Args:
-        weights, weights_path: see `load_backbone`.
+        weights, weights_path, init_seed: see `load_backbone`.
         chunk_frames: frames per backbone call. Small chunks keep activations small enough to be
             reused by the allocator instead of page-faulting hundreds of MB per call.
     """
@@ -107,9 +113,11 @@ class FrameEncoder(nn.Module):
         weights: str | None = "IMAGENET1K_V1",
         weights_path: str | None = None,
         chunk_frames: int = 8,
+        init_seed: int = 0,
     ) -> None:
         super().__init__()
-        self.backbone = load_backbone(weights, weights_path).to(memory_format=torch.channels_last)
+        backbone = load_backbone(weights, weights_path, init_seed)
+        self.backbone = backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(False)
         self.chunk_frames = chunk_frames
         self.out_dim = FEATURE_DIM

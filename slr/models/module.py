@@ -63,6 +63,12 @@ class SignLitModule(pl.LightningModule):
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(frames, lengths)
 
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """(B, num_classes) from the batch's frames, or its cached backbone features."""
+        if "features" in batch:
+            return self.net.classify(batch["features"], batch["length"])
+        return self.net(batch["frames"], batch["length"])
+
     def on_fit_start(self) -> None:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in self.parameters() if not p.requires_grad)
@@ -76,7 +82,7 @@ class SignLitModule(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         if not batch["video_id"]:
             return None  # every clip of this batch failed to decode; already logged
-        logits = self(batch["frames"], batch["length"])
+        logits = self.logits(batch)
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
         self.train_loss(loss, weight=len(batch["video_id"]))
         self.train_acc(logits.detach(), batch["label"])
@@ -90,7 +96,7 @@ class SignLitModule(pl.LightningModule):
     def _eval_step(self, metric: TopKAccuracy, skipped: SumMetric, batch: Batch) -> None:
         skipped.update(len(batch["skipped"]))
         if batch["video_id"]:
-            metric.update(self(batch["frames"], batch["length"]), batch["label"])
+            metric.update(self.logits(batch), batch["label"])
 
     def _eval_epoch_end(
         self, stage: str, metric: TopKAccuracy, skipped: SumMetric

@@ -1,0 +1,213 @@
+"""Precomputed backbone features: the frozen CNN's output per frame, stored once on disk (float16,
+memory-mapped) and read by every later epoch and every run of a sweep, which then neither decode
+video nor run the CNN. A store is keyed by everything that changes its contents."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from slr.data.dataset import ClipDataset, Failed, Sample, collate_clips
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when what a store holds, or how it is computed, changes
+Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T,3,S,S), (B,) -> (B,T,D)
+
+
+def module_digest(module: torch.nn.Module) -> str:
+    """A hash of every parameter and buffer: the identity of a backbone's weights."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def store_key(dataset: ClipDataset, views: int, encoder_digest: str) -> str:
+    """Everything that changes a store's contents: backbone weights, preprocessing, sampling,
+    views, and each video file's identity (name, size, mtime)."""
+    files = []
+    for inst in dataset.instances:
+        stat = dataset.path(inst).stat()
+        files.append((inst.video_id, inst.label, inst.bbox, stat.st_size, stat.st_mtime_ns))
+    spec = {
+        "version": FORMAT_VERSION,
+        "encoder": encoder_digest,
+        "transform": dataset.transform.__dict__,
+        "num_frames": dataset.num_frames,
+        "trimmed": dataset.trimmed,
+        "views": views,
+        "files": files,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass
+class FeatureStore:
+    """An opened store. Row `i * views + v` holds view v of video `video_ids[i]`."""
+
+    path: Path
+    video_ids: list[str]
+    views: int
+    features: np.ndarray  # (N * views, T, D) float16, memory-mapped read-only
+    lengths: np.ndarray  # (N * views,) int16, real frames per row; 0 where the video failed
+    failed: dict[str, str]  # video_id -> decode error
+
+    @classmethod
+    def open(cls, path: Path) -> FeatureStore:
+        meta = json.loads((path / "meta.json").read_text())
+        return cls(
+            path=path,
+            video_ids=meta["video_ids"],
+            views=meta["views"],
+            features=np.load(path / "features.npy", mmap_mode="r"),
+            lengths=np.load(path / "lengths.npy"),
+            failed=meta["failed"],
+        )
+
+
+class _Views(Dataset):
+    """View v of clip i, its randomness seeded by (i, v) so a rebuilt store is identical."""
+
+    def __init__(self, clips: ClipDataset, views: int) -> None:
+        self.clips, self.views = clips, views
+
+    def __len__(self) -> int:
+        return len(self.clips) * self.views
+
+    def __getitem__(self, row: int) -> Sample | Failed:
+        item = self.clips.get(row // self.views, torch.Generator().manual_seed(row))
+        if "error" not in item:
+            item["row"] = torch.tensor(row)  # where it goes: failed clips leave their rows empty
+        return item
+
+
+def build_store(
+    clips: ClipDataset,
+    encode: Encoder,
+    encoder_digest: str,
+    cache_dir: str | Path,
+    views: int = 1,
+    batch_size: int = 8,
+    num_workers: int = 2,
+    desc: str = "features",
+) -> FeatureStore:
+    """Open the store for these clips, building it first if absent.
+
+    Safe for runs that start together: one builds under a lock into a temporary folder renamed
+    into place when complete, the others wait and then open it.
+    """
+    cache_dir = Path(cache_dir)
+    path = cache_dir / store_key(clips, views, encoder_digest)
+    if (path / "meta.json").is_file():
+        return FeatureStore.open(path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "meta.json").is_file():
+            _build(clips, encode, path, views, batch_size, num_workers, desc)
+    return FeatureStore.open(path)
+
+
+@torch.inference_mode()
+def _build(
+    clips: ClipDataset,
+    encode: Encoder,
+    path: Path,
+    views: int,
+    batch_size: int,
+    num_workers: int,
+    desc: str,
+) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    rows = len(clips) * views
+    features = None
+    lengths = np.zeros(rows, dtype=np.int16)
+    failed: dict[str, str] = {}
+    loader = DataLoader(
+        _Views(clips, views),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_clips,
+    )
+    start = time.perf_counter()
+    with tqdm(total=rows, desc=desc, unit="clip", dynamic_ncols=True) as bar:
+        for batch in loader:
+            failed.update(batch["errors"])
+            if batch["video_id"]:
+                out = encode(batch["frames"], batch["length"])  # (B, T, D)
+                if features is None:
+                    shape = (rows, *out.shape[1:])
+                    features = np.lib.format.open_memmap(
+                        tmp / "features.npy", mode="w+", dtype=np.float16, shape=shape
+                    )
+                index = batch["row"].numpy()
+                features[index] = out.to(torch.float16).cpu().numpy()
+                lengths[index] = batch["length"].numpy()
+            bar.update(len(batch["video_id"]) + len(batch["skipped"]))
+    if features is None:
+        raise RuntimeError(f"no clip of {len(clips)} could be decoded for the feature store {path}")
+    features.flush()
+    del features
+    np.save(tmp / "lengths.npy", lengths)
+    meta = {
+        "video_ids": [inst.video_id for inst in clips.instances],
+        "views": views,
+        "failed": failed,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    os.replace(tmp, path)
+    ok = len(clips) - len(failed)
+    log.info(
+        "%s: %d clips x %d views in %.0fs, %d failed to decode -> %s",
+        desc,
+        ok,
+        views,
+        meta["seconds"],
+        len(failed),
+        path,
+    )
+
+
+class FeatureDataset(Dataset):
+    """Clips as cached features: a random one of the store's views per access when training,
+    the single fixed view otherwise. Videos that failed to decode at build time are left out
+    (and named in the log once)."""
+
+    def __init__(self, store: FeatureStore, clips: ClipDataset, train: bool) -> None:
+        self.store, self.train = store, train
+        self.instances = [i for i in clips.instances if i.video_id not in store.failed]
+        self.rows = {vid: i for i, vid in enumerate(store.video_ids)}
+        for video_id, error in store.failed.items():
+            log.warning("skipping video %s (failed to decode when cached): %s", video_id, error)
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __getitem__(self, i: int) -> Sample:
+        inst = self.instances[i]
+        view = int(torch.randint(self.store.views, ())) if self.train else 0
+        row = self.rows[inst.video_id] * self.store.views + view
+        return Sample(
+            features=torch.from_numpy(self.store.features[row].astype(np.float32)),
+            length=torch.tensor(int(self.store.lengths[row])),
+            label=torch.tensor(inst.label),
+            video_id=inst.video_id,
+        )
