@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class Sample(TypedDict, total=False):
-    frames: torch.Tensor  # (T, 3, S, S) float32, ImageNet-normalized; zeros after `length`
+    frames: torch.Tensor  # (T, 3, S, S) uint8 RGB (the model normalizes); zeros after `length`
     features: torch.Tensor  # (T, 1280) float32 backbone features, instead of frames when cached
     length: torch.Tensor  # () int64, real frames in `frames`, 1..T
     label: torch.Tensor  # () int64, gloss position in the index
@@ -34,7 +34,7 @@ class Failed(TypedDict):
 
 
 class Batch(TypedDict, total=False):
-    frames: torch.Tensor  # (B, T, 3, S, S) float32
+    frames: torch.Tensor  # (B, T, 3, S, S) uint8
     features: torch.Tensor  # (B, T, 1280) float32, instead of frames when cached
     length: torch.Tensor  # (B,) int64
     label: torch.Tensor  # (B,) int64

@@ -1,5 +1,7 @@
 """Spatial preprocessing presets built from a few numbers: a square crop around the signer's bbox,
-resize, and (train only) clip-consistent random resized crop and colour jitter. The same crop and
+resize, and (train only) clip-consistent random resized crop and colour jitter. Clips stay uint8
+RGB: the model normalizes them (a quarter of the bytes between loader workers and the model).
+The same crop and
 colour change apply to every frame of a clip, so augmentation never fakes motion."""
 
 from __future__ import annotations
@@ -75,13 +77,9 @@ class ClipTransform:
         return box
 
     def __call__(self, crops: np.ndarray, generator=None) -> torch.Tensor:
-        """(T, S, S, 3) uint8 crops (see `video.crop_resize`) -> (T, 3, S, S) float32, normalized
-        with ImageNet mean/std."""
-        x = torch.from_numpy(crops).permute(0, 3, 1, 2)  # (T, S, S, 3) -> (T, 3, S, S)
-        x = x.float().div_(255)
-        if self.train:
-            x = self._augment(x, generator)
-        return TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+        """(T, S, S, 3) uint8 crops (see `video.crop_resize`) -> (T, 3, S, S) uint8 RGB."""
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2)  # (T, S, S, 3) -> (T, 3, S, S), a view
+        return self._augment(x, generator) if self.train else x
 
     def _augment(self, x: torch.Tensor, generator) -> torch.Tensor:
         r = torch.rand(4, generator=generator).tolist()
@@ -92,4 +90,4 @@ class ClipTransform:
             x = TF.adjust_saturation(x, 1 + j * (2 * r[2] - 1))
         if r[3] < self.hflip_p:
             x = x.flip(-1)
-        return x.clamp_(0, 1)
+        return x
