@@ -15,7 +15,7 @@ from slr.data.datamodule import WLASLDataModule
 from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.sampling import jittered_indices, uniform_indices
 from slr.data.transforms import ClipTransform, square_box
-from slr.data.video import crop_resize
+from slr.data.video import crop_resize, read_frames
 from slr.data.wlasl import Instance, WLASLFormatError, read_subset
 
 # ../shared/wlasl/README.md: videos per split of each subset, from the index
@@ -229,3 +229,17 @@ def test_crop_resize_cuts_the_box_on_both_paths():
                 col = split_x - 5 if qx == 0 else split_x + 5
                 got = out[row, col].astype(int)
                 assert np.abs(got - colours[qy, qx]).max() <= 6, (frame.format.name, x1, qy, qx)
+
+
+def test_seeking_reads_the_same_frames_as_decoding_from_the_start(tmp_path):
+    path = tmp_path / "long.mp4"
+    write_video(path, [i % 250 for i in range(300)], fps=30)
+    everything, fps = read_frames(path)
+    assert fps == 30 and len(everything) == 300
+    for start_sec, stop_sec in [(1.0, 2.0), (3.3, 4.3), (9.5, None)]:
+        seeked, _ = read_frames(path, start_sec, stop_sec)
+        start = round(start_sec * 30)
+        stop = 300 if stop_sec is None else round(stop_sec * 30)
+        assert [f.pts for f in seeked] == [f.pts for f in everything[start:stop]]
+        for a, b in zip(seeked, everything[start:stop], strict=True):
+            assert np.array_equal(a.to_ndarray(), b.to_ndarray())

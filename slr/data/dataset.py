@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypedDict
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -97,12 +98,15 @@ class ClipDataset(Dataset):
             picks = uniform_indices(len(frames), self.num_frames)
         width, height = frames[0].width, frames[0].height
         box = self.transform.box(inst.bbox, width, height, generator)
-        crops = crop_resize([frames[j] for j in picks], box, self.transform.image_size)
-        clip = self.transform(crops, generator)  # (t, 3, S, S)
-        padded = clip.new_zeros((self.num_frames, *clip.shape[1:]))
-        padded[: len(picks)] = clip
+        size, n = self.transform.image_size, len(picks)
+        # frames are written in place into the zero-padded clip: no copy on the eval path
+        crops = np.zeros((self.num_frames, size, size, 3), dtype=np.uint8)
+        crop_resize([frames[j] for j in picks], box, size, out=crops[:n])
+        clip = torch.from_numpy(crops).permute(0, 3, 1, 2)  # (T, S, S, 3) -> (T, 3, S, S) view
+        if self.transform.train:
+            clip[:n] = self.transform(crops[:n], generator)
         return Sample(
-            frames=padded,
+            frames=clip,
             length=torch.tensor(len(picks)),
             label=torch.tensor(inst.label),
             video_id=inst.video_id,

@@ -23,7 +23,9 @@ def read_frames(
     are the times mapped to the stream's own frame rate; stop None = to the end.
 
     Returns the frames (still in the decoder's pixel format: converting is left to the caller, who
-    converts only the frames it samples) and the stream's frame rate.
+    converts only the frames it samples) and the stream's frame rate. A range that starts later
+    than 0 seeks to the keyframe before it and numbers frames by timestamp; decoding stops after
+    the range's last frame.
     """
     with av.open(str(path)) as container:
         if not container.streams.video:
@@ -34,8 +36,16 @@ def read_frames(
         fps = float(rate) if rate else 25.0
         start = max(0, round(start_sec * fps))
         stop = None if stop_sec is None else max(start + 1, round(stop_sec * fps))
+        origin = stream.start_time or 0  # the first frame's pts, in stream.time_base units
+        seek = start > 0 and stream.time_base is not None
+        if seek:
+            container.seek(origin + int(start / fps / stream.time_base), stream=stream)
         frames = []
-        for i, frame in enumerate(container.decode(stream)):
+        for count, frame in enumerate(container.decode(stream)):
+            if seek and frame.pts is not None:
+                i = round((frame.pts - origin) * stream.time_base * fps)
+            else:
+                i = count
             if stop is not None and i >= stop:
                 break
             if i >= start:
@@ -49,17 +59,21 @@ _PLANAR_420 = ("yuv420p", "yuvj420p")  # what H.264 and MPEG-4 part 2 clips deco
 
 
 def crop_resize(
-    frames: list[av.VideoFrame], box: tuple[int, int, int, int], size: int
+    frames: list[av.VideoFrame],
+    box: tuple[int, int, int, int],
+    size: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cut the square `box` = (x1, y1, x2, y2) out of each frame at `size` x `size` RGB:
-    (T, size, size, 3) uint8.
+    (T, size, size, 3) uint8, written into `out` when given.
 
     Crop, resize and RGB conversion cost one swscale call per frame (area filter: antialiased
     when shrinking), on the crop only: 4:2:0 frames are cropped in YUV first, other formats are
     scaled whole and then sliced. Several times faster than converting at full size and resizing
     in torch.
     """
-    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    if out is None:
+        out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
     x1, y1, x2, _ = box
     if frames[0].format.name in _PLANAR_420:
         x1, y1 = x1 - x1 % 2, y1 - y1 % 2  # chroma rows and columns come in pairs
