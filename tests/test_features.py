@@ -124,11 +124,17 @@ def test_undecodable_video_is_left_out_by_name(clips, encoder, tmp_path, caplog)
 
 
 def test_train_with_cached_features(train_cfg, tmp_path):
+    """A second run reads the stores the first built, and gets the same numbers: building a
+    store must not change the run's random stream."""
     train_cfg.data.features = "cached"
     train_cfg.data.cache_dir = str(tmp_path / "cache")
     train_cfg.data.cache_views = 2
-    metrics = train(train_cfg)
+    metrics = train(train_cfg.copy())
     assert metrics["test/videos"] == 6
+    train_cfg.paths.output_dir = str(tmp_path / "second")
+    again = train(train_cfg)
+    keys = ("val/top1", "test/top1", "test/top5", "test/top1_class")
+    assert {k: again[k] for k in keys} == {k: metrics[k] for k in keys}
     stores = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
     assert len(stores) == 3  # train (2 views), val, test
     meta = [json.loads((p / "meta.json").read_text()) for p in stores]

@@ -145,6 +145,9 @@ def _build(
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate_clips,
+        # its own generator: building a store must not advance the global RNG, or a run's
+        # shuffling and dropout would depend on whether the store already existed
+        generator=torch.Generator(),
     )
     start = time.perf_counter()
     with tqdm(total=rows, desc=desc, unit="clip", dynamic_ncols=True) as bar:
