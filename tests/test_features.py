@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import slr.data.features as features_module
-from slr.data.dataset import ClipDataset
+from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.transforms import ClipTransform
 from slr.data.wlasl import read_subset
@@ -70,7 +70,10 @@ def test_store_is_reused_and_keyed_by_what_changes_features(clips, encoder, tmp_
     paths.add(build_store(clips, encoder, digest, cache).path)
     other = FrameEncoder(weights=None, init_seed=1)  # the weights
     paths.add(build_store(clips, other, module_digest(other), cache).path)
-    assert len(paths) == 5
+    encoder.bf16 = True  # the numerics
+    paths.add(build_store(clips, encoder, module_digest(encoder), cache).path)
+    encoder.bf16 = False
+    assert len(paths) == 6
     assert not list(cache.glob("*.tmp*")), "temporary build folders left behind"
 
 
@@ -118,9 +121,29 @@ def test_undecodable_video_is_left_out_by_name(clips, encoder, tmp_path, caplog)
         store = build_store(clips, encoder, module_digest(encoder), tmp_path, num_workers=0)
         dataset = FeatureDataset(store, clips, train=False)
     assert list(store.failed) == [bad]
-    assert len(dataset) == len(clips) - 1
-    assert bad not in {dataset[i]["video_id"] for i in range(len(dataset))}
+    assert "error" in dataset[1] and dataset[1]["video_id"] == bad  # skipped and counted
+    assert all("features" in dataset[i] for i in range(len(dataset)) if i != 1)
+    batch = collate_clips([dataset[i] for i in range(len(dataset))])
+    assert batch["skipped"] == [bad] and len(batch["video_id"]) == len(clips) - 1
     assert bad in caplog.text
+
+
+def test_store_of_clips_that_all_fail(clips, encoder, tmp_path):
+    for inst in clips.instances:
+        clips.path(inst).write_bytes(b"junk")
+    store = build_store(clips, encoder, module_digest(encoder), tmp_path, num_workers=0)
+    dataset = FeatureDataset(store, clips, train=False)
+    assert all("error" in dataset[i] for i in range(len(dataset)))
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_a_crashed_build_leaves_nothing_behind(clips, tmp_path):
+    def broken(frames, lengths):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        build_store(clips, broken, "digest", tmp_path / "cache", num_workers=0)
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]
 
 
 def test_train_with_cached_features(train_cfg, tmp_path):

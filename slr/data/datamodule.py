@@ -181,7 +181,7 @@ class WLASLDataModule(pl.LightningDataModule):
         return FeatureDataset(store, clips, train=split == "train")
 
     def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
         for split in needed.get(stage, SPLITS):
             if split not in self.datasets:
                 cached = self.hparams.features == "cached"

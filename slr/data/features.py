@@ -24,13 +24,14 @@ from slr.data.dataset import ClipDataset, Failed, Sample, collate_clips
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when what a store holds, or how it is computed, changes
+FORMAT_VERSION = 2  # bump when what a store holds, or how it is computed, changes
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T,3,S,S), (B,) -> (B,T,D)
 
 
 def module_digest(module: torch.nn.Module) -> str:
-    """A hash of every parameter and buffer: the identity of a backbone's weights."""
-    h = hashlib.sha256()
+    """A hash of every parameter and buffer, and of the numerics a module declares (`bf16`):
+    the identity of what a backbone computes."""
+    h = hashlib.sha256(f"bf16={getattr(module, 'bf16', False)}".encode())
     for name, tensor in module.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -43,7 +44,16 @@ def store_key(dataset: ClipDataset, views: int, encoder_digest: str) -> str:
     files = []
     for inst in dataset.instances:
         stat = dataset.path(inst).stat()
-        files.append((inst.video_id, inst.label, inst.bbox, stat.st_size, stat.st_mtime_ns))
+        files.append(
+            (
+                inst.video_id,
+                inst.label,
+                inst.bbox,
+                inst.time_range(),
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
+        )
     spec = {
         "version": FORMAT_VERSION,
         "encoder": encoder_digest,
@@ -119,7 +129,14 @@ def build_store(
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path / "meta.json").is_file():
-            _build(clips, encode, path, views, batch_size, num_workers, desc)
+            for stale in cache_dir.glob(f"{path.name}.tmp*"):  # a killed build's; we hold the lock
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+            try:
+                _build(clips, encode, tmp, views, batch_size, num_workers, desc)
+                os.replace(tmp, path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     return FeatureStore.open(path)
 
 
@@ -127,14 +144,13 @@ def build_store(
 def _build(
     clips: ClipDataset,
     encode: Encoder,
-    path: Path,
+    tmp: Path,
     views: int,
     batch_size: int,
     num_workers: int,
     desc: str,
 ) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Write a complete store into the folder `tmp`."""
     tmp.mkdir()
     rows = len(clips) * views
     features = None
@@ -164,8 +180,10 @@ def _build(
                 features[index] = out.to(torch.float16).cpu().numpy()
                 lengths[index] = batch["length"].numpy()
             bar.update(len(batch["video_id"]) + len(batch["skipped"]))
-    if features is None:
-        raise RuntimeError(f"no clip of {len(clips)} could be decoded for the feature store {path}")
+    if features is None:  # every clip failed: an empty store that says so, as live mode would
+        features = np.lib.format.open_memmap(
+            tmp / "features.npy", mode="w+", dtype=np.float16, shape=(rows, clips.num_frames, 0)
+        )
     features.flush()
     del features
     np.save(tmp / "lengths.npy", lengths)
@@ -175,28 +193,26 @@ def _build(
         "failed": failed,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta))
-    os.replace(tmp, path)
+    (tmp / "meta.json").write_text(json.dumps(meta))  # last: its presence means complete
     ok = len(clips) - len(failed)
     log.info(
-        "%s: %d clips x %d views in %.0fs, %d failed to decode -> %s",
+        "%s: %d clips x %d views in %.0fs, %d failed to decode",
         desc,
         ok,
         views,
         meta["seconds"],
         len(failed),
-        path,
     )
 
 
 class FeatureDataset(Dataset):
     """Clips as cached features: a random one of the store's views per access when training,
-    the single fixed view otherwise. Videos that failed to decode at build time are left out
-    (and named in the log once)."""
+    the single fixed view otherwise. A video that failed to decode at build time yields a
+    `Failed` record, as in live mode, so batches skip and count it by name."""
 
     def __init__(self, store: FeatureStore, clips: ClipDataset, train: bool) -> None:
         self.store, self.train = store, train
-        self.instances = [i for i in clips.instances if i.video_id not in store.failed]
+        self.instances = clips.instances
         self.rows = {vid: i for i, vid in enumerate(store.video_ids)}
         for video_id, error in store.failed.items():
             log.warning("skipping video %s (failed to decode when cached): %s", video_id, error)
@@ -204,8 +220,10 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.instances)
 
-    def __getitem__(self, i: int) -> Sample:
+    def __getitem__(self, i: int) -> Sample | Failed:
         inst = self.instances[i]
+        if inst.video_id in self.store.failed:
+            return Failed(video_id=inst.video_id, error=self.store.failed[inst.video_id])
         view = int(torch.randint(self.store.views, ())) if self.train else 0
         row = self.rows[inst.video_id] * self.store.views + view
         return Sample(

@@ -24,9 +24,23 @@ def read_frames(
 
     Returns the frames (still in the decoder's pixel format: converting is left to the caller, who
     converts only the frames it samples) and the stream's frame rate. A range that starts later
-    than 0 seeks to the keyframe before it and numbers frames by timestamp; decoding stops after
-    the range's last frame.
+    than 0 seeks to a keyframe a second or more before it and numbers frames by timestamp;
+    decoding stops after the range's last frame.
     """
+    frames, fps, first = _decode_range(path, start_sec, stop_sec, seek=start_sec > 0)
+    if first is not None and first > round(start_sec * fps):
+        # the seek landed past the range's first frame (open-GOP B-frames, odd containers):
+        # decode from the top instead, numbering frames by count
+        frames, fps, _ = _decode_range(path, start_sec, stop_sec, seek=False)
+    if not frames:
+        raise DecodeError(f"{path}: no frames decoded in [{start_sec}, {stop_sec}) s")
+    return frames, fps
+
+
+def _decode_range(
+    path: str | Path, start_sec: float, stop_sec: float | None, seek: bool
+) -> tuple[list[av.VideoFrame], float, int | None]:
+    """The frames in the range, the frame rate, and the index of the first frame decoded."""
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise DecodeError(f"{path}: no video stream")
@@ -37,22 +51,23 @@ def read_frames(
         start = max(0, round(start_sec * fps))
         stop = None if stop_sec is None else max(start + 1, round(stop_sec * fps))
         origin = stream.start_time or 0  # the first frame's pts, in stream.time_base units
-        seek = start > 0 and stream.time_base is not None
+        seek = seek and start > 0 and stream.time_base is not None
         if seek:
-            container.seek(origin + int(start / fps / stream.time_base), stream=stream)
-        frames = []
+            # a second early, so B-frames that precede the landing keyframe are not needed ones
+            target = max(0.0, start / fps - 1.0)
+            container.seek(origin + int(target / stream.time_base), stream=stream)
+        frames, first = [], None
         for count, frame in enumerate(container.decode(stream)):
             if seek and frame.pts is not None:
                 i = round((frame.pts - origin) * stream.time_base * fps)
             else:
                 i = count
+            first = i if first is None else first
             if stop is not None and i >= stop:
                 break
             if i >= start:
                 frames.append(frame)
-    if not frames:
-        raise DecodeError(f"{path}: no frames decoded in [{start}, {stop}) at {fps:.2f} fps")
-    return frames, fps
+    return frames, fps, first
 
 
 _PLANAR_420 = ("yuv420p", "yuvj420p")  # what H.264 and MPEG-4 part 2 clips decode to
@@ -77,7 +92,9 @@ def crop_resize(
     x1, y1, x2, _ = box
     if frames[0].format.name in _PLANAR_420:
         x1, y1 = x1 - x1 % 2, y1 - y1 % 2  # chroma rows and columns come in pairs
-        side = (x2 - x1) - (x2 - x1) % 2
+        side = max(2, (x2 - x1) - (x2 - x1) % 2)
+        x1 = min(x1, frames[0].width - side - frames[0].width % 2)
+        y1 = min(y1, frames[0].height - side - frames[0].height % 2)
         for t, frame in enumerate(frames):
             crop = _crop_420(frame, x1, y1, side)
             out[t] = crop.reformat(size, size, "rgb24", interpolation="AREA").to_ndarray()

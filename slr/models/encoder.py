@@ -120,7 +120,7 @@ class FrameEncoder(nn.Module):
         self,
         weights: str | None = "IMAGENET1K_V1",
         weights_path: str | None = None,
-        chunk_frames: int = 8,
+        chunk_frames: int = 4,
         init_seed: int = 0,
         bf16: bool = False,
     ) -> None:
