@@ -133,9 +133,8 @@ def loader_rates(cfg: DictConfig) -> dict[str, float]:
         for i in range(len(dataset)):
             dataset[i]
 
-    return alternate(
-        {"bare": timed(bare, delivered), "slr": timed(project, delivered)}, cfg.repeats
-    )
+    rates = {"bare": timed(bare, delivered), "slr": timed(project, delivered)}
+    return alternate(rates, cfg.loader_repeats)
 
 
 def run(cfg: DictConfig) -> dict:
