@@ -29,10 +29,10 @@ Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T,3,S,S), (
 
 
 def module_digest(module: torch.nn.Module) -> str:
-    """A hash of every parameter and buffer, and of the numerics a module declares (`bf16`):
-    the identity of what a backbone computes."""
+    """A hash of every parameter and buffer (unsaved ones too, such as the encoder's input
+    mean/std) and of the numerics a module declares (`bf16`): what a backbone computes."""
     h = hashlib.sha256(f"bf16={getattr(module, 'bf16', False)}".encode())
-    for name, tensor in module.state_dict().items():
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
