@@ -17,6 +17,7 @@ from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.transforms import ClipTransform
 from slr.data.wlasl import read_subset
+from slr.extract import extract
 from slr.models.encoder import FrameEncoder
 from slr.models.mobilenet_lstm import SignClassifier
 from slr.train import train
@@ -162,3 +163,17 @@ def test_train_with_cached_features(train_cfg, tmp_path):
     assert len(stores) == 3  # train (2 views), val, test
     meta = [json.loads((p / "meta.json").read_text()) for p in stores]
     assert sorted(m["views"] for m in meta) == [1, 1, 2]
+
+
+def test_extract_fills_the_stores_train_reads(train_cfg, tmp_path, monkeypatch):
+    train_cfg.data.cache_dir = str(tmp_path / "cache")
+    train_cfg.data.cache_views = 2
+    summary = extract(train_cfg)
+    assert {s: (v["cached"], v["failed"], v["views"]) for s, v in summary.items()} == {
+        "train": (12, 0, 2),
+        "val": (6, 0, 1),
+        "test": (6, 0, 1),
+    }
+    monkeypatch.setattr(features_module, "_build", lambda *a, **k: pytest.fail("rebuilt"))
+    train_cfg.data.features = "cached"
+    assert train(train_cfg)["test/videos"] == 6
