@@ -39,21 +39,13 @@ def module_digest(module: torch.nn.Module) -> str:
 
 
 def store_key(dataset: ClipDataset, views: int, encoder_digest: str) -> str:
-    """Everything that changes a store's contents: backbone weights, preprocessing, sampling,
-    views, and each video file's identity (name, size, mtime)."""
+    """Everything that changes a store's contents: backbone, preprocessing, sampling, views,
+    each instance's label, bbox and frame range, and each video file's identity (size, mtime)."""
     files = []
     for inst in dataset.instances:
         stat = dataset.path(inst).stat()
-        files.append(
-            (
-                inst.video_id,
-                inst.label,
-                inst.bbox,
-                inst.time_range(),
-                stat.st_size,
-                stat.st_mtime_ns,
-            )
-        )
+        instance = (inst.video_id, inst.label, inst.bbox, inst.time_range())
+        files.append((*instance, stat.st_size, stat.st_mtime_ns))
     spec = {
         "version": FORMAT_VERSION,
         "encoder": encoder_digest,
