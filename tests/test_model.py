@@ -140,3 +140,10 @@ def test_topk_accuracy_per_instance_and_per_class():
     assert out["top2"] == pytest.approx(2 / 4)
     assert out["top2_class"] == pytest.approx((1 / 2 + 0 + 1) / 3)
     assert torch.isnan(metric.per_class(1)[2])
+
+
+def test_training_batch_of_a_single_frame():
+    net = make_net().train()
+    logits = net(torch.randn(1, 3, 3, 32, 32), torch.tensor([1]))
+    assert logits.shape == (1, 7)
+    assert net.feature_norm.training

@@ -69,7 +69,14 @@ class SignClassifier(nn.Module):
         )
         # packed.data holds only the real frames, (sum of lengths, 1280): padding never reaches
         # the norm's statistics either
-        x = self.feature_dropout(self.feature_norm(packed.data))
+        x = packed.data
+        if self.training and len(x) == 1 and isinstance(self.feature_norm, nn.BatchNorm1d):
+            self.feature_norm.eval()  # batch statistics of one frame do not exist: use running
+            x = self.feature_norm(x)
+            self.feature_norm.train()
+        else:
+            x = self.feature_norm(x)
+        x = self.feature_dropout(x)
         packed = PackedSequence(
             x, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
         )
