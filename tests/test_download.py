@@ -1,0 +1,223 @@
+"""slr.download against a local HTTP server serving real WLASL clips and the web's failures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from slr.data import download as dl
+from slr.data.wlasl import INDEX_FILE
+from tests.conftest import compose_cfg
+from tests.wlasl_server import start_server, write_index
+
+YOUTUBE = "https://www.youtube.com/watch?v=abcdefghijk"
+# gloss -> instances; urls starting with "/" are served by the local server
+INDEX = {
+    "book": [
+        {"video_id": "07074", "url": "/clips/07074.mp4"},
+        {"video_id": "90001", "url": "/dead/90001.mp4"},
+        {"video_id": "90002", "url": "/truncated/05743.mp4", "split": "val"},
+        {"video_id": "90003", "url": "/html.mp4", "split": "test"},
+    ],
+    "drink": [
+        {"video_id": "09848", "url": "/clips/09848.mp4"},
+        {"video_id": "90004", "url": "/flaky429/13640.mp4", "split": "val"},
+        {"video_id": "90005", "url": "/slow.mp4", "split": "test"},
+        {"video_id": "90006", "url": "/error500.mp4"},
+    ],
+    "computer": [  # two signs cut from one video, as on YouTube
+        {"video_id": "90007", "url": "/clips/22113.mp4", "frame_start": 1, "frame_end": 20},
+        {"video_id": "90008", "url": "/clips/22113.mp4", "frame_start": 21, "split": "test"},
+        {"video_id": "90009", "url": YOUTUBE, "split": "val"},
+        {"video_id": "90010", "url": "/html-as-video.mp4", "split": "val"},
+        {"video_id": "90011", "url": "/forbidden.mp4", "split": "test"},
+    ],
+}
+EXPECTED = {
+    "07074": "ok",
+    "90001": "dead",
+    "90002": "ok",  # the server's copy is broken but complete: slr.prepare quarantines it
+    "90003": "not_video",
+    "09848": "ok",
+    "90004": "ok",
+    "90005": "error",
+    "90006": "http_error",
+    "90007": "ok",
+    "90008": "ok",
+    "90009": "skipped",
+    "90010": "not_video",
+    "90011": "http_error",
+}
+FAST = {
+    "timeout": 0.5,
+    "retries": 1,
+    "backoff": 0.01,
+    "rate_per_host": 1000.0,
+    "workers": 4,
+    "progress": False,
+    "youtube": False,
+}
+
+
+@pytest.fixture(scope="module")
+def server(shared_wlasl):
+    server = start_server(shared_wlasl / "clips")
+    server.slow_delay = 2.0
+    yield server
+    server.release.set()
+    server.shutdown()
+
+
+def make_root(root: Path, base: str, index: dict = INDEX) -> Path:
+    glosses = {
+        g: [{**i, "url": base + i["url"] if i["url"].startswith("/") else i["url"]} for i in insts]
+        for g, insts in index.items()
+    }
+    write_index(root / INDEX_FILE, glosses)
+    return root
+
+
+def test_statuses_manifest_and_missing(server, tmp_path, shared_wlasl):
+    root = make_root(tmp_path / "wlasl", server.base)
+    rows = dl.download(root, subset=None, **FAST)
+
+    assert {v: r["status"] for v, r in rows.items()} == EXPECTED
+    assert "404" in rows["90001"]["reason"]
+    assert "web page" in rows["90003"]["reason"]
+    assert "web page" in rows["90010"]["reason"]  # sniffed, whatever the content type says
+    assert "timed out" in rows["90005"]["reason"]
+    assert "500" in rows["90006"]["reason"] and "2 attempts" in rows["90006"]["reason"]
+    assert "403" in rows["90011"]["reason"]
+    assert rows["90009"]["reason"] == "youtube=false"
+    # the shared url was fetched once, into one file both rows name
+    assert server.hits["/clips/22113.mp4"] == 1
+    assert rows["90007"]["file"] == rows["90008"]["file"] == "90007.mp4"
+    clip = shared_wlasl / "clips" / "07074.mp4"
+    assert (root / "raw" / "07074.mp4").read_bytes() == clip.read_bytes()
+    assert rows["07074"]["bytes"] == str(clip.stat().st_size)
+    # only complete files, no temporaries, nothing for the failures
+    names = sorted(p.name for p in (root / "raw").iterdir())
+    assert names == ["07074.mp4", "09848.mp4", "90002.mp4", "90004.mp4", "90007.mp4"]
+    # the manifest on disk matches, with every column the issue names
+    manifest = dl.Manifest(root / dl.MANIFEST_FILE, dl.COLUMNS)
+    assert {v: r["status"] for v, r in manifest.rows.items()} == EXPECTED
+    header = (root / dl.MANIFEST_FILE).read_text().splitlines()[0].split(",")
+    assert header[:9] == ["video_id", "gloss", "label", "split", "source", "url", "status"] + [
+        "reason",
+        "bytes",
+    ]
+    missing = (root / "missing.txt").read_text().splitlines()
+    assert missing == sorted(v for v, s in EXPECTED.items() if s != "ok")
+
+
+def test_rerun_fetches_nothing_twice(server, tmp_path):
+    root = make_root(tmp_path / "wlasl", server.base)
+    dl.download(root, subset=None, **FAST)
+    before = (root / dl.MANIFEST_FILE).read_bytes()
+    hits = dict(server.hits)
+    dl.download(root, subset=None, **FAST)
+    assert (root / dl.MANIFEST_FILE).read_bytes() == before
+    again = {p: n - hits.get(p, 0) for p, n in server.hits.items() if n != hits.get(p, 0)}
+    # complete files and permanent failures (404, web pages) are settled; transient ones retried
+    assert set(again) == {"/slow.mp4", "/error500.mp4", "/forbidden.mp4"}
+
+
+def test_youtube_without_ytdlp_says_how_to_get_it(server, tmp_path, monkeypatch, caplog):
+    root = make_root(tmp_path / "wlasl", server.base, {"hello": INDEX["computer"][2:3]})
+    monkeypatch.setattr(dl, "ytdlp_available", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        rows = dl.download(root, subset=None, **{**FAST, "youtube": True})
+    assert rows["90009"]["status"] == "skipped"
+    assert "pip install" in rows["90009"]["reason"] and "yt-dlp" in rows["90009"]["reason"]
+    assert "yt-dlp not installed" in caplog.text
+
+
+def test_ytdlp_path_on_a_direct_link(server, tmp_path, shared_wlasl):
+    pytest.importorskip("yt_dlp", reason="yt-dlp is the optional extra 'download'")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    result = dl.fetch_ytdlp(f"{server.base}/clips/07074.mp4", raw, "yt_test", 5, 1, "b/bv*")
+    assert result.status == "ok", result.reason
+    assert (raw / result.file).read_bytes() == (shared_wlasl / "clips/07074.mp4").read_bytes()
+    assert [p.name for p in raw.iterdir()] == [result.file]  # its work folder is gone
+    dead = dl.fetch_ytdlp(f"{server.base}/dead/x.mp4", raw, "yt_dead", 5, 0, "b/bv*")
+    assert dead.status == "dead", dead.reason
+
+
+def test_source_keys_and_sniffing():
+    assert dl.source_key("https://www.youtube.com/watch?v=0UsjUE-TXns", "1") == "yt_0UsjUE-TXns"
+    assert dl.source_key("https://youtu.be/3-GrhsVs830", "1") == "yt_3-GrhsVs830"
+    assert dl.source_key("https://www.handspeak.com/word/b/book.mp4", "07070") == "07070"
+    mp4 = b"\x00\x00\x00\x18ftypmp42"
+    assert dl.sniff(mp4, "video/mp4", "http://x/a.mp4") == (".mp4", "")
+    assert dl.sniff(mp4, "video/quicktime", "http://x/a.mov") == (".mov", "")
+    assert dl.sniff(b"CWS\x08", "application/x-shockwave-flash", "http://x/a.swf")[0] == ".swf"
+    assert dl.sniff(b"  <html><body>", "video/mp4", "http://x/a.mp4")[0] is None
+    assert dl.sniff(b"", "video/mp4", "http://x/a.mp4") == (None, "empty response")
+
+
+def test_entry_config_reuses_the_data_group(tmp_path):
+    cfg = compose_cfg("download", ["data.root=/data/wlasl", "data.subset=300"], tmp_path)
+    assert (cfg.data.root, cfg.data.subset, cfg.data.split_file) == ("/data/wlasl", 300, None)
+    assert cfg.retries >= 1 and cfg.timeout > 0 and cfg.rate_per_host > 0
+
+
+KILL_INDEX = {  # no slow route: the three runs must see the same web
+    g: [i for i in insts if i["url"] not in ("/slow.mp4", YOUTUBE)] for g, insts in INDEX.items()
+}
+KILL_INDEX["drink"].insert(1, {"video_id": "90020", "url": "/stall/24941.mp4"})
+
+
+def _run_cli(root: Path) -> subprocess.Popen:
+    args = [f"{k}={v}" for k, v in {**FAST, "workers": 1, "timeout": 5}.items()]
+    return subprocess.Popen(
+        [sys.executable, "-m", "slr.download", f"data.root={root}", "data.subset=null", *args]
+        + [f"hydra.run.dir={root.parent / 'hydra'}"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_killed_run_resumes_to_the_same_result(server, tmp_path):
+    fast = {**FAST, "timeout": 5}
+    # reference: one uninterrupted run
+    whole = make_root(tmp_path / "whole" / "wlasl", server.base, KILL_INDEX)
+    dl.download(whole, subset=None, **fast)
+
+    # a run killed (SIGKILL) in the middle of a file
+    killed = make_root(tmp_path / "killed" / "wlasl", server.base, KILL_INDEX)
+    server.release.clear()
+    server.stall.set()
+    proc = _run_cli(killed)
+    part = killed / "raw" / ".90020.part"
+    try:
+        deadline = time.monotonic() + 60
+        while not (part.is_file() and part.stat().st_size > 0):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run never reached the stalled download"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        server.stall.clear()
+        server.release.set()
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert (killed / "raw" / "07074.mp4").is_file()  # finished before the kill
+    assert not (killed / "raw" / "90020.mp4").exists()  # the half file never got its name
+
+    dl.download(killed, subset=None, **fast)
+    assert not part.exists()
+    assert (killed / dl.MANIFEST_FILE).read_text() == (whole / dl.MANIFEST_FILE).read_text()
+    assert (killed / "missing.txt").read_text() == (whole / "missing.txt").read_text()
+    files = {p.name: p.read_bytes() for p in (killed / "raw").iterdir()}
+    assert files == {p.name: p.read_bytes() for p in (whole / "raw").iterdir()}
