@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from slr.data.datamodule import WLASLDataModule
+from slr.data.health import split_summary, summary_lines
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +36,26 @@ def to_builtin(metrics: dict) -> dict:
 
 
 def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
-    """Log "available X of Y" per split, write the missing ids and the gloss list into the run
-    directory, and return the counts for metrics.json."""
+    """Log the data summary slr.doctor prints (available X of Y per split, glosses left without
+    a video), write the missing ids and the gloss list into the run directory, and return the
+    counts for metrics.json, so every reported number says which data it was computed on."""
     report = datamodule.availability()
-    for split, counts in report["splits"].items():
-        log.info(
-            "%s: available %d of %d videos (%d missing)",
-            split,
-            counts["available"],
-            counts["nominal"],
-            counts["missing"],
-        )
+    h = datamodule.hparams
+    have = {i.video_id for split in datamodule.available.values() for i in split}
+    health = split_summary(datamodule.index, lambda i: i.video_id in have)
+    name = f"WLASL{h.subset}" if h.subset else f"all {health['glosses']} glosses"
+    if h.split_file:
+        name += f" {Path(h.split_file).name}"
+    lines = summary_lines({"protocols": {name: health}})
+    log.info("data (%s):\n%s", datamodule.root, "\n".join(lines))
     if report["unknown_split_ids"]:
         log.info("split file ids not in the index (skipped): %d", len(report["unknown_split_ids"]))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "missing_videos.json", report["missing_ids"])
     (run_dir / "glosses.txt").write_text("\n".join(datamodule.glosses) + "\n")
-    return {**report["splits"], "unknown_split_ids": len(report["unknown_split_ids"])}
+    return {
+        **report["splits"],
+        "unknown_split_ids": len(report["unknown_split_ids"]),
+        "classes_without_videos": {s: len(g) for s, g in health["classes_without_videos"].items()},
+        "data": {"root": str(datamodule.root), "subset": h.subset, "split_file": h.split_file},
+    }

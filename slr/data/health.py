@@ -1,0 +1,157 @@
+"""Which data a number was computed on: nominal against available videos per subset and split,
+glosses left with no video, files that do not decode. Used by slr.doctor over every protocol, and
+by slr.train / slr.test for the run's own."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+
+from slr.data.trim import probe
+from slr.data.video import DECODE_ERRORS, DecodeError
+from slr.data.wlasl import (
+    INDEX_FILE,
+    SPLITS,
+    SUBSETS,
+    VIDEO_DIR,
+    Instance,
+    SubsetIndex,
+    load_index,
+    read_subset,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKS = ("none", "open", "full")
+
+
+def split_summary(index: SubsetIndex, available: Callable[[Instance], bool]) -> dict:
+    """Per split: nominal, available and missing videos, and the glosses with no video there."""
+    splits, empty = {}, {}
+    for split in SPLITS:
+        insts = index.splits[split]
+        have = [i for i in insts if available(i)]
+        splits[split] = {
+            "nominal": len(insts),
+            "available": len(have),
+            "missing": len(insts) - len(have),
+        }
+        present = {i.label for i in have}
+        empty[split] = [g for label, g in enumerate(index.glosses) if label not in present]
+    return {
+        "glosses": len(index.glosses),
+        "splits": splits,
+        "classes_without_videos": empty,
+        "unknown_split_ids": len(index.unknown_ids),
+    }
+
+
+def format_table(protocols: dict[str, dict]) -> str:
+    """One line per protocol and split: nominal, available, missing, glosses without a video."""
+    head = f"{'data':22} {'split':5} {'nominal':>8} {'available':>9} {'missing':>8}"
+    head += f" {'no-video glosses':>17}"
+    lines = [head]
+    for name, summary in protocols.items():
+        for split in SPLITS:
+            c = summary["splits"][split]
+            empty = len(summary["classes_without_videos"][split])
+            lines.append(
+                f"{name:22} {split:5} {c['nominal']:8d} {c['available']:9d} {c['missing']:8d} "
+                f"{empty:8d} of {summary['glosses']:<5d}"
+            )
+    return "\n".join(lines)
+
+
+def protocols(root: Path, num_glosses: int) -> dict[str, tuple[int | None, Path | None]]:
+    """The standard ways to read ROOT: WLASL100/300/1000/2000 with the index's splits (those the
+    index is big enough for, or all glosses of a smaller one), and each nslt_N.json under ROOT
+    (the I3D baseline's splits) with subset N."""
+    found: dict[str, tuple[int | None, Path | None]] = {
+        f"WLASL{n}": (n, None) for n in SUBSETS if n <= num_glosses
+    }
+    if num_glosses not in SUBSETS:
+        found[f"all {num_glosses} glosses"] = (None, None)
+    for path in sorted(root.glob("nslt_*.json"), key=lambda p: (len(p.name), p.name)):
+        match = re.fullmatch(r"nslt_(\d+)\.json", path.name)
+        if match and int(match.group(1)) in SUBSETS and int(match.group(1)) <= num_glosses:
+            found[f"WLASL{match.group(1)} {path.name}"] = (int(match.group(1)), path)
+    return found
+
+
+def readable(path: Path, check: str) -> str:
+    """ "" if `path` passes the check, else why not. open: it opens and its first frame decodes;
+    full: every frame decodes (as slr.prepare probes); none: it exists."""
+    if check == "none":
+        return ""
+    try:
+        if check == "full":
+            probe(path)
+            return ""
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "no video stream"
+            for frame in container.decode(video=0):
+                frame.to_ndarray(format="rgb24")
+                return ""
+            return "no frames decode"
+    except (DecodeError, *DECODE_ERRORS) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def scan(root: str | Path, check: str = "open", workers: int = 4) -> dict:
+    """The health report of ROOT against its index, for every protocol `protocols` finds.
+
+    Args:
+        root: the dataset folder (WLASL_v0.3.json, videos/, optional nslt_N.json).
+        check: how hard to look at each video: none | open | full (see `readable`).
+        workers: files checked at once.
+    """
+    if check not in CHECKS:
+        raise ValueError(f"check={check!r}: use one of {CHECKS}")
+    root = Path(root)
+    entries = load_index(root / INDEX_FILE)
+    video_dir = root / VIDEO_DIR
+    on_disk = {p.stem for p in video_dir.glob("*.mp4")} if video_dir.is_dir() else set()
+    indexed = {str(i["video_id"]) for e in entries for i in e["instances"]}
+    to_check = sorted(on_disk & indexed)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        verdicts = pool.map(lambda v: readable(video_dir / f"{v}.mp4", check), to_check)
+        unreadable = {v: why for v, why in zip(to_check, verdicts, strict=True) if why}
+    usable = (on_disk & indexed) - set(unreadable)
+    report: dict = {
+        "root": str(root),
+        "check": check,
+        "index_glosses": len(entries),
+        "index_videos": len(indexed),
+        "video_files": len(on_disk),
+        "not_in_index": sorted(on_disk - indexed),
+        "unreadable": unreadable,
+        "protocols": {},
+    }
+    for name, (subset, split_file) in protocols(root, len(entries)).items():
+        index = read_subset(root / INDEX_FILE, subset, split_file)
+        report["protocols"][name] = {
+            "subset": subset,
+            "split_file": split_file.name if split_file else None,
+            **split_summary(index, lambda i: i.video_id in usable),
+        }
+    return report
+
+
+def summary_lines(report: dict, limit: int = 10) -> Iterable[str]:
+    """The table, then the glosses without videos and the unreadable files (first `limit`)."""
+    yield format_table(report["protocols"])
+    for name, summary in report["protocols"].items():
+        for split, glosses in summary["classes_without_videos"].items():
+            if glosses:
+                more = f" (+{len(glosses) - limit} more)" if len(glosses) > limit else ""
+                yield f"{name} {split}: no video for {', '.join(glosses[:limit])}{more}"
+    bad = report.get("unreadable", {})
+    if bad:
+        yield f"{len(bad)} unreadable files under {VIDEO_DIR}/:"
+        yield from (f"  {v}.mp4: {why}" for v, why in list(bad.items())[:limit])

@@ -1,0 +1,39 @@
+"""Health check of a WLASL folder against its index:
+`python -m slr.doctor data.root=ROOT [check=none|open|full]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from slr.data.health import scan, summary_lines
+from slr.data.manifest import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def doctor(cfg: DictConfig) -> dict:
+    """Scan data.root, log the table, write the JSON report to `output` and the run directory."""
+    report = scan(cfg.data.root, check=cfg.check, workers=cfg.workers)
+    log.info("data health (check=%s):\n%s", cfg.check, "\n".join(summary_lines(report)))
+    text = json.dumps(report, indent=2) + "\n"
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "doctor.json", text)
+    if cfg.get("output"):
+        atomic_write_text(Path(cfg.output), text)
+        log.info("report written to %s", cfg.output)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="doctor")
+def main(cfg: DictConfig) -> None:
+    doctor(cfg)
+
+
+if __name__ == "__main__":
+    main()
