@@ -221,3 +221,23 @@ def test_killed_run_resumes_to_the_same_result(server, tmp_path):
     assert (killed / "missing.txt").read_text() == (whole / "missing.txt").read_text()
     files = {p.name: p.read_bytes() for p in (killed / "raw").iterdir()}
     assert files == {p.name: p.read_bytes() for p in (whole / "raw").iterdir()}
+
+
+def test_stops_early_when_no_host_resolves(tmp_path, monkeypatch):
+    """Offline, the first results tell: the rest is marked not tried instead of waited on."""
+    glosses = {f"g{k}": [{"video_id": f"{k:05d}", "url": f"http://h{k % 5}.invalid/{k}.mp4"}]
+               for k in range(60)}  # fmt: skip
+    write_index(tmp_path / INDEX_FILE, glosses)
+    fetched = []
+
+    def unresolvable(url, *args, **kwargs):
+        fetched.append(url)
+        time.sleep(0.02)  # a lookup takes a while; the run must stop before the list ends
+        return dl.Result(dl.ERROR, "cannot resolve host: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(dl, "fetch_http", unresolvable)
+    rows = dl.download(tmp_path, subset=None, **{**FAST, "workers": 1})
+    assert 20 <= len(fetched) < 60
+    skipped = [r for r in rows.values() if r["status"] == "skipped"]
+    assert len(skipped) == 60 - len(fetched)
+    assert all("offline" in r["reason"] for r in skipped)

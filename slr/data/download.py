@@ -296,9 +296,8 @@ _YTDLP_DEAD = (
     "private video",
     "has been removed",
     "account associated with this video has been terminated",
-    "does not exist",
     "http error 404",
-    "not available",
+    "http error 410",
 )
 
 
@@ -474,13 +473,26 @@ def download(
             log.exception("unexpected failure on %s", src.url)
             return Result(ERROR, f"{type(e).__name__}: {e}")
 
-    def record(src: Source, result: Result) -> None:
+    offline = _OfflineGuard()
+
+    def record(src: Source, result: Result) -> bool:
         for v in src.video_ids:
             if v in instances:
                 manifest.update(v, **_row(result))
+        return offline.stop(src, result)
 
     try:
-        _run(todo, fetch, workers, progress, record)
+        unsettled = _run(todo, fetch, workers, progress, record)
+        if unsettled:
+            log.error(
+                "stopped: none of the first %d urls' hosts (%d hosts) could be resolved; is this "
+                "machine offline? Nothing else was tried; run again once it is online",
+                offline.failures,
+                len(offline.hosts),
+            )
+            record_all = Result(SKIPPED, "not tried: no host could be resolved (offline?)")
+            for src in unsettled:
+                record(src, record_all)
     finally:  # Ctrl-C included: what finished is in the manifest
         manifest.flush()
     rows = {v: manifest.get(v) for v in instances}
@@ -499,28 +511,56 @@ def _row(result: Result) -> dict[str, object]:
     }
 
 
+class _OfflineGuard:
+    """Says stop when the run's first `limit` results are all unresolvable hosts, over several
+    hosts: the machine is offline, and trying 20k urls would only take time."""
+
+    def __init__(self, limit: int = 20, min_hosts: int = 3) -> None:
+        self.limit, self.min_hosts = limit, min_hosts
+        self.failures, self.hosts, self.seen_other = 0, set(), False
+
+    def stop(self, src: Source, result: Result) -> bool:
+        if self.seen_other:
+            return False
+        if not ("cannot resolve host" in result.reason or "Name or service" in result.reason):
+            self.seen_other = True
+            return False
+        self.failures += 1
+        self.hosts.add(src.host)
+        return self.failures >= self.limit and len(self.hosts) >= self.min_hosts
+
+
 def _run(
     todo: list[Source],
     fetch: Callable[[Source], Result],
     workers: int,
     progress: bool,
-    done: Callable[[Source, Result], None],
-) -> None:
-    """Fetch in a thread pool; record each result as it lands (here, in one thread)."""
+    done: Callable[[Source, Result], bool],
+) -> list[Source]:
+    """Fetch in a thread pool; record each result as it lands (here, in one thread). `done`
+    returning True stops the run: what is in flight finishes and is recorded, the rest is
+    returned unfetched."""
     if not todo:
-        return
+        return []
     with (
         tqdm(total=len(todo), desc="downloading", unit="url", disable=not progress) as bar,
         ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
     ):
-        futures = {pool.submit(fetch, src): src for src in todo}
+        pending = {pool.submit(fetch, src): src for src in todo}
+        stop = False
         try:
-            for future in as_completed(futures):
-                result = future.result()
-                done(futures[future], result)
+            for future in as_completed(list(pending)):
+                if future.cancelled():
+                    continue
+                src, result = pending.pop(future), future.result()
                 bar.update()
                 bar.set_postfix_str(result.status, refresh=False)
+                if done(src, result) and not stop:
+                    stop = True
+                    for other in pending:  # the ones not started; those running finish
+                        other.cancel()
         except KeyboardInterrupt:
             log.warning("interrupted: finished downloads are kept; run again to resume")
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    return list(pending.values())
