@@ -241,3 +241,11 @@ def test_stops_early_when_no_host_resolves(tmp_path, monkeypatch):
     skipped = [r for r in rows.values() if r["status"] == "skipped"]
     assert len(skipped) == 60 - len(fetched)
     assert all("offline" in r["reason"] for r in skipped)
+
+
+def test_host_limiter_spaces_requests_per_host():
+    now, slept = [0.0], []
+    limiter = dl.HostLimiter(2.0, clock=lambda: now[0], sleep=slept.append)
+    for host in ("a", "a", "b", "a"):
+        limiter.wait(host)
+    assert slept == [0.5, 1.0]  # a: 0, 0.5, 1.0; b on its own clock

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -122,18 +123,19 @@ def group_sources(entries: list[dict]) -> dict[str, Source]:
 class HostLimiter:
     """At most `rate` request starts per second to any one host (threads wait their turn)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, clock=time.monotonic, sleep=time.sleep) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.next: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.clock, self.sleep = clock, sleep
 
     def wait(self, host: str) -> None:
-        with self.lock:
-            now = time.monotonic()
+        with self.lock:  # reserve the host's next slot, then sleep outside the lock
+            now = self.clock()
             slot = max(now, self.next.get(host, now))
             self.next[host] = slot + self.interval
         if slot > now:
-            time.sleep(slot - now)
+            self.sleep(slot - now)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,8 +500,22 @@ def download(
     rows = {v: manifest.get(v) for v in instances}
     missing = write_missing(root, (v for v, r in rows.items() if r["status"] != OK))
     log.info("download summary (videos):\n%s", status_table(rows.values(), SPLITS))
+    log.info("by source:\n%s", source_table(rows.values()))
     log.info("manifest: %s; %s lists the videos not downloaded", manifest.path, missing)
     return rows
+
+
+def source_table(rows) -> str:
+    """Videos per source site: how many are ok, and the commonest failure."""
+    per: dict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        per[row["source"] or "?"][row["status"]] += 1
+    lines = [f"{'source':16} {'videos':>7} {'ok':>7}  most common failure"]
+    for source, counts in sorted(per.items(), key=lambda kv: -sum(kv[1].values())):
+        failures = [(n, s) for s, n in counts.items() if s != OK]
+        worst = f"{max(failures)[1]} ({max(failures)[0]})" if failures else ""
+        lines.append(f"{source:16} {sum(counts.values()):7d} {counts[OK]:7d}  {worst}")
+    return "\n".join(lines)
 
 
 def _row(result: Result) -> dict[str, object]:
