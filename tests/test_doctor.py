@@ -131,13 +131,20 @@ def test_download_prepare_doctor(server, tmp_path, shared_wlasl):  # noqa: F811
         ]
         for c in clips
     }
+    broken = {"video_id": "80000", "url": f"{server.base}/truncated/05743.mp4", "split": "test"}
+    glosses[clips[0]["gloss"]].append(broken)
     root = tmp_path / "wlasl"
     write_index(root / "WLASL_v0.3.json", glosses)
-    download(root, subset=None, **FAST)
+    fetched = download(root, subset=None, **FAST)
+    assert fetched["80000"]["status"] == "ok"  # complete as served; only decoding tells
     rows = prepare(root, subset=None, workers=2, progress=False)
     assert sum(r["status"] == "ok" for r in rows.values()) == 4
+    assert rows["80000"]["status"] == "quarantined"
+    assert [p.name for p in (root / "quarantine").iterdir()] == ["80000.mp4"]
     report = scan(root, check="full")
     (summary,) = report["protocols"].values()
     train = sum(1 for c in clips if c["split"] == "train")
     assert summary["splits"]["train"] == {"nominal": 4 + train, "available": train, "missing": 4}
-    assert (root / "missing.txt").read_text().split() == sorted(f"9{c['video_id']}" for c in clips)
+    assert summary["splits"]["test"]["missing"] >= 1
+    expected = sorted([*(f"9{c['video_id']}" for c in clips), "80000"])
+    assert (root / "missing.txt").read_text().split() == expected

@@ -38,6 +38,7 @@ INDEX = {
         {"video_id": "90009", "url": YOUTUBE, "split": "val"},
         {"video_id": "90010", "url": "/html-as-video.mp4", "split": "val"},
         {"video_id": "90011", "url": "/forbidden.mp4", "split": "test"},
+        {"video_id": "90012", "url": "/cut/14893.mp4", "split": "test"},
     ],
 }
 EXPECTED = {
@@ -54,6 +55,7 @@ EXPECTED = {
     "90009": "skipped",
     "90010": "not_video",
     "90011": "http_error",
+    "90012": "error",
 }
 FAST = {
     "timeout": 0.5,
@@ -95,6 +97,8 @@ def test_statuses_manifest_and_missing(server, tmp_path, shared_wlasl):
     assert "timed out" in rows["90005"]["reason"]
     assert "500" in rows["90006"]["reason"] and "2 attempts" in rows["90006"]["reason"]
     assert "403" in rows["90011"]["reason"]
+    assert "2 attempts" in rows["90012"]["reason"], rows["90012"]["reason"]
+    assert server.hits["/cut/14893.mp4"] == 2  # a dropped connection is retried
     assert rows["90009"]["reason"] == "youtube=false"
     # the shared url was fetched once, into one file both rows name
     assert server.hits["/clips/22113.mp4"] == 1
@@ -126,7 +130,7 @@ def test_rerun_fetches_nothing_twice(server, tmp_path):
     assert (root / dl.MANIFEST_FILE).read_bytes() == before
     again = {p: n - hits.get(p, 0) for p, n in server.hits.items() if n != hits.get(p, 0)}
     # complete files and permanent failures (404, web pages) are settled; transient ones retried
-    assert set(again) == {"/slow.mp4", "/error500.mp4", "/forbidden.mp4"}
+    assert set(again) == {"/slow.mp4", "/error500.mp4", "/forbidden.mp4", "/cut/14893.mp4"}
 
 
 def test_youtube_without_ytdlp_says_how_to_get_it(server, tmp_path, monkeypatch, caplog):

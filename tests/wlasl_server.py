@@ -1,6 +1,7 @@
 """A local HTTP server on 127.0.0.1 that behaves like the web WLASL points at: real clips, dead
 links, a truncated file, an HTML page under a video's name, a 429 before success, a response
-slower than any timeout, a 500, and a download that stalls half-way (to kill a run mid-file)."""
+slower than any timeout, a 500, a connection dropped mid-body, and a download that stalls
+half-way (to kill a run mid-file)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/truncated/"):  # a broken file on the server: complete transfer
             data = self._clip(name.removesuffix(".mp4"))
             self._send(200, data[: len(data) // 3])
+        elif path.startswith("/cut/"):  # the connection drops half-way through the body
+            data = self._clip(name.removesuffix(".mp4"))
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
         elif path == "/html.mp4":
             self._send(200, HTML_PAGE, "text/html")
         elif path == "/html-as-video.mp4":  # the content type lies too

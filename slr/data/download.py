@@ -32,19 +32,19 @@ log = logging.getLogger(__name__)
 
 RAW_DIR = "raw"
 MANIFEST_FILE = "download.csv"
-COLUMNS = ("video_id", "gloss", "label", "split", "source", "url", "status", "reason", "bytes")
-COLUMNS += ("file",)  # the raw file under ROOT/raw/ (several videos may share one)
+COLUMNS = (
+    *("video_id", "gloss", "label", "split", "source", "url", "status", "reason", "bytes"),
+    "file",  # the raw file under ROOT/raw/ (several videos may share one)
+)
 
 # Statuses. A rerun fetches again everything but ok (file present) and, unless told to recheck,
 # the permanent failures dead and not_video.
-OK, DEAD, HTTP_ERROR, NOT_VIDEO, ERROR, SKIPPED = (
-    "ok",
-    "dead",
-    "http_error",
-    "not_video",
-    "error",
-    "skipped",
-)
+OK = "ok"
+DEAD = "dead"  # 404/410, a removed or private YouTube video
+HTTP_ERROR = "http_error"  # other 4xx; 429/5xx once retries run out
+NOT_VIDEO = "not_video"  # an HTML page, an empty or unrecognised body
+ERROR = "error"  # timeouts, dropped connections, unresolvable hosts, SSL
+SKIPPED = "skipped"  # not tried: no yt-dlp, youtube=false, offline stop
 PERMANENT = (DEAD, NOT_VIDEO)
 
 YTDLP_HOSTS = ("youtube.com", "youtu.be", "vimeo.com", "dailymotion.com")
@@ -166,7 +166,7 @@ def sniff(head: bytes, content_type: str, url: str) -> tuple[str | None, str]:
         return ".avi", ""
     if not head:
         return None, "empty response"
-    text = head.lstrip().lower()
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()  # a BOM or blank lines may come first
     if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")):
         return None, f"a web page, not a video ({content_type or 'no content type'})"
     if content_type.startswith("video/") or content_type == "application/octet-stream":

@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
 MANIFEST_FILE = "prepare.csv"
-COLUMNS = ("video_id", "gloss", "label", "split", "source", "status", "reason", "raw")
-COLUMNS += ("frames", "fps", "width", "height", "bytes")
-OK, NO_RAW, QUARANTINED = "ok", "no_raw", "quarantined"
+COLUMNS = (
+    *("video_id", "gloss", "label", "split", "source", "status", "reason", "raw"),
+    *("frames", "fps", "width", "height", "bytes"),  # of the prepared clip
+)
+OK = "ok"
+NO_RAW = "no_raw"  # nothing downloaded (the reason says the download's status)
+QUARANTINED = "quarantined"  # moved to ROOT/quarantine/ (the reason says why)
 
 
 @dataclass
@@ -120,10 +124,12 @@ def prepare_source(
     return outcomes
 
 
-def _quarantine(inst: Instance, tmp: Path, raw: Path, quarantine: Path, reason: str) -> Outcome:
+def _quarantine(
+    inst: Instance, tmp: Path | None, raw: Path, quarantine: Path, reason: str
+) -> Outcome:
     """Move the failed output (or, with none, a link to the raw file) to quarantine/<id>.<ext>."""
     quarantine.mkdir(parents=True, exist_ok=True)
-    if tmp.is_file():
+    if tmp is not None and tmp.is_file():
         _move(tmp, quarantine / f"{inst.video_id}.mp4")
         for stale in quarantine.glob(f"{inst.video_id}.*"):
             if stale.name != f"{inst.video_id}.mp4":
@@ -230,7 +236,7 @@ def prepare(
             return prepare_source(raw, insts, video_dir, quarantine, codec)
         except Exception as e:  # one odd file must not end a run over thousands
             log.exception("unexpected failure on %s", raw)
-            return [_quarantine(i, Path("/nonexistent"), raw, quarantine, repr(e)) for i in insts]
+            return [_quarantine(i, None, raw, quarantine, repr(e)) for i in insts]
 
     try:
         total = sum(len(v) for v in by_raw.values())
