@@ -434,19 +434,8 @@ def download(
         src = sources[url]
         mine = [v for v in src.video_ids if v in instances]
         previous = manifest.get(mine[0]) or {}
-        if src.key in existing:
-            file = existing[src.key]
-            result = Result(OK, file=file.name, bytes=file.stat().st_size)
-        elif previous.get("status") in PERMANENT and not recheck_dead:
-            size = int(previous["bytes"] or 0)
-            result = Result(previous["status"], previous["reason"], bytes=size)
-        elif src.via_ytdlp and not youtube:
-            result = Result(SKIPPED, "youtube=false")
-        elif src.via_ytdlp and not have_ytdlp:
-            result = Result(SKIPPED, YTDLP_NOTE)
-        elif urlparse(url).scheme not in ("http", "https"):
-            result = Result(SKIPPED, f"unsupported url scheme {urlparse(url).scheme!r}")
-        else:
+        result = _settled(src, existing, previous, recheck_dead, youtube, have_ytdlp)
+        if result is None:
             todo.append(src)
             continue
         for v in mine:
@@ -516,6 +505,30 @@ def source_table(rows) -> str:
         worst = f"{max(failures)[1]} ({max(failures)[0]})" if failures else ""
         lines.append(f"{source:16} {sum(counts.values()):7d} {counts[OK]:7d}  {worst}")
     return "\n".join(lines)
+
+
+def _settled(
+    src: Source,
+    existing: dict[str, Path],
+    previous: dict[str, str],
+    recheck_dead: bool,
+    youtube: bool,
+    have_ytdlp: bool,
+) -> Result | None:
+    """The source's result without fetching it, or None when it must be fetched."""
+    if src.key in existing:  # complete: only finished downloads get a visible name
+        file = existing[src.key]
+        return Result(OK, file=file.name, bytes=file.stat().st_size)
+    if previous.get("status") in PERMANENT and not recheck_dead:
+        return Result(previous["status"], previous["reason"], bytes=int(previous["bytes"] or 0))
+    if src.via_ytdlp and not youtube:
+        return Result(SKIPPED, "youtube=false")
+    if src.via_ytdlp and not have_ytdlp:
+        return Result(SKIPPED, YTDLP_NOTE)
+    scheme = urlparse(src.url).scheme
+    if scheme not in ("http", "https"):
+        return Result(SKIPPED, f"unsupported url scheme {scheme!r}")
+    return None
 
 
 def _row(result: Result) -> dict[str, object]:
