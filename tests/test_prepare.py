@@ -103,6 +103,7 @@ INDEX = {
     "drink": [
         {"video_id": "09848", "split": "val"},
         {"video_id": "90014", "split": "test"},  # not an mp4 (AVI): re-encoded
+        {"video_id": "90015", "split": "val"},  # Flash (.swf, as aslpro.com serves)
         {"video_id": "90001"},  # never downloaded
         {"video_id": "90013", "frame_start": 400, "split": "test"},  # starts past the end
     ],
@@ -128,6 +129,13 @@ def make_raw_root(root: Path, clips: Path) -> Path:
     (raw / "90002.mp4").write_bytes(data[: len(data) // 3])
     (raw / "90003.mp4").write_bytes(HTML_PAGE)
     write_video(raw / "90014.avi", [STEP * i for i in range(12)], size=(48, 32), codec="mpeg4")
+    with av.open(str(raw / "90015.swf"), "w", format="swf") as out:  # FLV1 video in SWF
+        stream = out.add_stream("flv", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for i in range(10):
+            image = np.full((32, 48, 3), STEP * 4 * i, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
     return root
 
 
@@ -143,6 +151,7 @@ def test_prepare_cuts_converts_probes_and_quarantines(shared_wlasl, tmp_path):
         "90012": "ok",
         "09848": "ok",
         "90014": "ok",
+        "90015": "ok",
         "90001": "no_raw",
         "90013": "quarantined",
         "90007": "ok",
@@ -161,6 +170,7 @@ def test_prepare_cuts_converts_probes_and_quarantines(shared_wlasl, tmp_path):
         assert c.streams.video[0].codec_context.name in ("h264", "libx264", "mpeg4")
         assert "mp4" in c.format.name
     assert levels_of(videos / "90014.mp4") == list(range(12))
+    assert rows["90015"]["frames"] == "10" and rows["90015"]["raw"] == "90015.swf"
     assert "past the video's end" in rows["90013"]["reason"]
     assert "decod" in rows["90002"]["reason"] or "probe" in rows["90002"]["reason"]
     assert rows["90003"]["reason"]
@@ -202,3 +212,15 @@ def test_odd_sized_sources_are_padded_not_scaled(tmp_path):
     assert not cut.error, cut.error
     result = probe(cut.path, expected=5)
     assert (result.width, result.height) == (34, 26)
+
+
+def test_force_redoes_and_keeps_videos_whose_source_is_gone(shared_wlasl, tmp_path):
+    root = make_raw_root(tmp_path / "wlasl", shared_wlasl / "clips")
+    first = prepare(root, subset=None, workers=2, progress=False)
+    cut = root / "videos" / "90007.mp4"
+    stamp = cut.stat().st_mtime_ns
+    (root / "raw" / "09848.mp4").unlink()  # deleted to save space after preparing
+    again = prepare(root, subset=None, workers=2, force=True, progress=False)
+    assert {v: r["status"] for v, r in again.items()} == {v: r["status"] for v, r in first.items()}
+    assert cut.stat().st_mtime_ns != stamp  # re-made
+    assert (root / "videos" / "09848.mp4").is_file()  # probed and kept

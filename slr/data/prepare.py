@@ -210,11 +210,11 @@ def prepare(
         )
         raw = raw_files.get(video_id)
         manifest.update(video_id, raw=raw.name if raw else "")
-        done = (video_dir / f"{video_id}.mp4").is_file()
-        if done and not force and manifest.get(video_id)["status"] == OK:
+        video = video_dir / f"{video_id}.mp4"
+        if video.is_file() and not force and manifest.get(video_id)["status"] == OK:
             continue
-        if done and not force:  # made some other way: probe it, keep it if it reads
-            by_raw[video_dir / f"{video_id}.mp4"].append(inst)
+        if video.is_file() and (raw is None or not force):
+            by_raw[video].append(inst)  # made some other way, or its source is gone: probe it
         elif raw is None:
             row = downloads.get(video_id)
             why = f"download: {row['status']} ({row['reason']})" if row else "not downloaded"
