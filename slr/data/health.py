@@ -53,16 +53,16 @@ def split_summary(index: SubsetIndex, available: Callable[[Instance], bool]) -> 
 
 def format_table(protocols: dict[str, dict]) -> str:
     """One line per protocol and split: nominal, available, missing, glosses without a video."""
-    head = f"{'data':22} {'split':5} {'nominal':>8} {'available':>9} {'missing':>8}"
+    head = f"{'data':25} {'split':5} {'nominal':>8} {'available':>9} {'missing':>8}"
     head += f" {'no-video glosses':>17}"
     lines = [head]
     for name, summary in protocols.items():
         for split in SPLITS:
             c = summary["splits"][split]
-            empty = len(summary["classes_without_videos"][split])
+            empty = f"{len(summary['classes_without_videos'][split])} of {summary['glosses']}"
             lines.append(
-                f"{name:22} {split:5} {c['nominal']:8d} {c['available']:9d} {c['missing']:8d} "
-                f"{empty:8d} of {summary['glosses']:<5d}"
+                f"{name:25} {split:5} {c['nominal']:8d} {c['available']:9d} {c['missing']:8d} "
+                f"{empty:>17}"
             )
     return "\n".join(lines)
 

@@ -240,8 +240,9 @@ def prepare(
 
     try:
         total = sum(len(v) for v in by_raw.values())
+        show = progress and total > 0
         with (
-            tqdm(total=total, desc="preparing", unit="video", disable=not progress) as bar,
+            tqdm(total=total, desc="preparing", unit="video", disable=not show) as bar,
             ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
         ):
             futures = [pool.submit(work, raw, insts) for raw, insts in by_raw.items()]
