@@ -15,6 +15,7 @@ from slr.data.prepare import prepare
 from slr.data.trim import Cut, cut_video, pick_encoder, probe, source_range
 from slr.data.video import read_frames
 from slr.data.wlasl import INDEX_FILE, Instance
+from tests.conftest import compose_cfg
 from tests.test_data import write_video
 from tests.wlasl_server import HTML_PAGE, write_index
 
@@ -224,3 +225,9 @@ def test_force_redoes_and_keeps_videos_whose_source_is_gone(shared_wlasl, tmp_pa
     assert {v: r["status"] for v, r in again.items()} == {v: r["status"] for v, r in first.items()}
     assert cut.stat().st_mtime_ns != stamp  # re-made
     assert (root / "videos" / "09848.mp4").is_file()  # probed and kept
+
+
+def test_entry_config_reuses_the_data_group(tmp_path):
+    cfg = compose_cfg("prepare", ["data.root=/data/wlasl", "data.subset=null"], tmp_path)
+    assert (cfg.data.root, cfg.data.subset, cfg.data.split_file) == ("/data/wlasl", None, None)
+    assert not cfg.force and cfg.codec is None
