@@ -25,8 +25,11 @@ def doctor(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "doctor.json", text)
     if cfg.get("output"):
-        atomic_write_text(Path(cfg.output), text)
-        log.info("report written to %s", cfg.output)
+        try:
+            atomic_write_text(Path(cfg.output), text)
+            log.info("report written to %s", cfg.output)
+        except OSError as e:  # a read-only dataset folder, say
+            log.warning("could not write %s (%s); the report is in %s", cfg.output, e, run_dir)
     return report
 
 
