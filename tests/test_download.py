@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from slr.data import download as dl
+from slr.data import fetch
 from slr.data.wlasl import INDEX_FILE
 from tests.conftest import compose_cfg
 from tests.wlasl_server import start_server, write_index
@@ -149,11 +150,11 @@ def test_ytdlp_path_on_a_direct_link(server, tmp_path, shared_wlasl):
     pytest.importorskip("yt_dlp", reason="yt-dlp is the optional extra 'download'")
     raw = tmp_path / "raw"
     raw.mkdir()
-    result = dl.fetch_ytdlp(f"{server.base}/clips/07074.mp4", raw, "yt_test", 5, 1, "b/bv*")
+    result = fetch.fetch_ytdlp(f"{server.base}/clips/07074.mp4", raw, "yt_test", 5, 1, "b/bv*")
     assert result.status == "ok", result.reason
     assert (raw / result.file).read_bytes() == (shared_wlasl / "clips/07074.mp4").read_bytes()
     assert [p.name for p in raw.iterdir()] == [result.file]  # its work folder is gone
-    dead = dl.fetch_ytdlp(f"{server.base}/dead/x.mp4", raw, "yt_dead", 5, 0, "b/bv*")
+    dead = fetch.fetch_ytdlp(f"{server.base}/dead/x.mp4", raw, "yt_dead", 5, 0, "b/bv*")
     assert dead.status == "dead", dead.reason
 
 
@@ -162,11 +163,11 @@ def test_source_keys_and_sniffing():
     assert dl.source_key("https://youtu.be/3-GrhsVs830", "1") == "yt_3-GrhsVs830"
     assert dl.source_key("https://www.handspeak.com/word/b/book.mp4", "07070") == "07070"
     mp4 = b"\x00\x00\x00\x18ftypmp42"
-    assert dl.sniff(mp4, "video/mp4", "http://x/a.mp4") == (".mp4", "")
-    assert dl.sniff(mp4, "video/quicktime", "http://x/a.mov") == (".mov", "")
-    assert dl.sniff(b"CWS\x08", "application/x-shockwave-flash", "http://x/a.swf")[0] == ".swf"
-    assert dl.sniff(b"  <html><body>", "video/mp4", "http://x/a.mp4")[0] is None
-    assert dl.sniff(b"", "video/mp4", "http://x/a.mp4") == (None, "empty response")
+    assert fetch.sniff(mp4, "video/mp4", "http://x/a.mp4") == (".mp4", "")
+    assert fetch.sniff(mp4, "video/quicktime", "http://x/a.mov") == (".mov", "")
+    assert fetch.sniff(b"CWS\x08", "application/x-shockwave-flash", "http://x/a.swf")[0] == ".swf"
+    assert fetch.sniff(b"  <html><body>", "video/mp4", "http://x/a.mp4")[0] is None
+    assert fetch.sniff(b"", "video/mp4", "http://x/a.mp4") == (None, "empty response")
 
 
 def test_entry_config_reuses_the_data_group(tmp_path):
@@ -251,7 +252,7 @@ def test_stops_early_when_no_host_resolves(tmp_path, monkeypatch):
 
 def test_host_limiter_spaces_requests_per_host():
     now, slept = [0.0], []
-    limiter = dl.HostLimiter(2.0, clock=lambda: now[0], sleep=slept.append)
+    limiter = fetch.HostLimiter(2.0, clock=lambda: now[0], sleep=slept.append)
     for host in ("a", "a", "b", "a"):
         limiter.wait(host)
     assert slept == [0.5, 1.0]  # a: 0, 0.5, 1.0; b on its own clock

@@ -148,7 +148,7 @@ def _raw_files(root: Path, entries: list[dict]) -> dict[str, Path]:
     raw_dir = root / dl.RAW_DIR
     if not raw_dir.is_dir():
         return {}
-    existing = dl._existing(raw_dir)
+    existing = dl.complete_files(raw_dir)
     found = {}
     for src in dl.group_sources(entries).values():
         path = existing.get(src.key)
