@@ -116,8 +116,17 @@ def sniff(head: bytes, content_type: str, url: str) -> tuple[str | None, str]:
 # Plain HTTP(S)
 
 
+class _Final(Exception):
+    """A result that trying again will not change (404, 403, an unresolvable host)."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
 def _http_once(url: str, part: Path, timeout: float) -> tuple[str | None, str, int]:
-    """One GET into `part`: (extension or None, reason, bytes). Raises Retryable or Result."""
+    """One GET into `part`: (extension or None, why not a video, bytes). Raises Retryable or
+    _Final."""
     headers = {"User-Agent": USER_AGENT}
     referer = REFERERS.get(urlparse(url).hostname or "")
     if referer:
@@ -159,12 +168,6 @@ def _http_once(url: str, part: Path, timeout: float) -> tuple[str | None, str, i
         raise Retryable(f"connection failed: {type(e).__name__} {e}") from None
     ext, why = sniff(head, content_type, url)
     return ext, why, size
-
-
-class _Final(Exception):
-    def __init__(self, result: Result) -> None:
-        super().__init__(result.reason)
-        self.result = result
 
 
 def _retry_after(value: str | None) -> float | None:
