@@ -64,6 +64,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
     )
     status.enabled = trainer.is_global_zero  # now known for every launcher
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), trainer)
+    if ckpt_path:
+        status.progress(resumed_from=ckpt_path)  # the file `last` stood for
     if trainer.is_global_zero:
         record_provenance(cfg, run_dir, resuming=resuming)
         if resuming:
