@@ -170,3 +170,16 @@ def test_trainer_configs_compose(trainer, tmp_path):
 
         built = instantiate(cfg.trainer, logger=False)
         assert built.world_size == 2
+
+
+@pytest.mark.parametrize("n", [100, 300, 1000, 2000])
+def test_reference_experiments_read_the_official_splits(n, shared_wlasl, tmp_path):
+    """experiment=wlaslN on the real index and nslt_N.json: N glosses and all three splits."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg("train", [f"experiment=wlasl{n}", f"data.root={shared_wlasl}"], tmp_path)
+    assert cfg.data.subset == n and cfg.data.split_file == f"nslt_{n}.json"
+    datamodule = instantiate(cfg.data)
+    assert datamodule.num_classes == n
+    report = datamodule.availability()
+    assert all(report["splits"][s]["nominal"] > 0 for s in ("train", "val", "test"))
