@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -22,6 +25,8 @@ from slr.runs import record_data, to_builtin, write_json
 from slr.status import BestEpoch, RunStatus
 
 log = logging.getLogger(__name__)
+
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 # Under DDP Lightning suggests sync_dist=True for every epoch-level value; ours are torchmetrics
 # objects whose compute() already syncs across processes, so a second reduction adds nothing.
@@ -167,10 +172,30 @@ def single_run_argv() -> None:
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
 
+@contextmanager
+def own_process_group():
+    """A local sweep runs its jobs one after another in one process. Lightning's DDP launcher
+    leaves its process group and its variables (LOCAL_RANK=0, MASTER_PORT, ...) behind, and the
+    next job would take them as "launched externally" and wait for ranks it never starts: undo
+    both after each job."""
+    before = {k: os.environ.get(k) for k in DDP_ENV}
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     single_run_argv()
-    metrics = train(cfg)
+    with own_process_group():
+        metrics = train(cfg)
     return metrics.get("val/top1")  # the value a Hydra sweeper optimizes
 
 

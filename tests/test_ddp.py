@@ -27,16 +27,26 @@ def odd_root(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_ddp_cpu_matches_one_process(odd_root, tmp_path):
-    run_dir = tmp_path / "ddp"
+    """A two-run sweep, each run DDP (the second checks that a sweep's runs each get their own
+    process group), then the first run's checkpoint evaluated by one process."""
+    sweep = tmp_path / "sweep"
     done = run_train(
-        odd_root, "trainer=ddp_cpu", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"
+        odd_root,
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "model.lstm_hidden=16,8",
+        f"hydra.sweep.dir={sweep}",
+        multirun=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran, and logged apart
+    for run in ("0", "1"):
+        assert (sweep / run / "train_ddp_process_1.log").is_file()  # rank 1 ran, logged apart
+        metrics = json.loads((sweep / run / "metrics.json").read_text())
+        assert metrics["val/videos"] == 9  # each video once: 5 on rank 0, 4 on rank 1
+        assert metrics["test/videos"] == 3
+        assert json.loads((sweep / run / "status.json").read_text())["status"] == "done"
+    run_dir = sweep / "0"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["val/videos"] == 9
-    assert metrics["test/videos"] == 3
-    assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
 
     # the same best checkpoint, evaluated by one process on the same data
     cfg = OmegaConf.load(run_dir / "config.yaml")
