@@ -4,15 +4,13 @@ config (composed and turned into an sbatch script, since no cluster is here)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tests.conftest import REPO, compose_cfg, run_train
+from tests.conftest import compose_cfg, run_train
 
 
 def read(path: Path) -> dict:
@@ -60,30 +58,27 @@ def test_grid_goes_on_after_a_failed_run(tiny_root, tmp_path):
     assert (sweep / "aggregate.csv").is_file()
 
 
-@pytest.mark.slow
 def test_runs_started_together_get_their_own_directories(tmp_path):
-    """Two runs launched in the same instant with train.yaml's run-dir pattern (here rooted in
-    tmp_path): two directories, each with its own status.json (both fail fast on a missing root)."""
-    pattern = OmegaConf.load(REPO / "conf" / "train.yaml").hydra.run
-    raw = OmegaConf.to_container(pattern, resolve=False)["dir"]
-    assert "${uid:}" in raw
-    cmd = [
-        sys.executable,
-        "-m",
-        "slr.train",
-        f"data.root={tmp_path / 'missing'}",
-        f"hydra.run.dir={tmp_path}/{raw}",
-    ]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode != 0
-        assert "does not exist" in err
-    statuses = sorted(tmp_path.rglob("status.json"))
-    assert len(statuses) == 2, statuses
-    for status in statuses:
-        assert read(status)["status"] == "failed"
-        assert "data.root=" in read(status)["error"]
+    """train.yaml's run and sweep dirs, composed and resolved twice within the same second as two
+    processes would: the time is the same, the random `${uid:}` part is not."""
+    from hydra import compose, initialize
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import setup_globals
+
+    setup_globals()  # Hydra's `now` resolver, as hydra.main registers it
+    dirs = []
+    for _ in range(2):
+        GlobalHydra.instance().clear()
+        with initialize(version_base="1.3", config_path="../conf"):
+            cfg = compose("train", overrides=["data.root=/x"], return_hydra_config=True)
+        dirs.append((cfg.hydra.run.dir, cfg.hydra.sweep.dir))
+    GlobalHydra.instance().clear()
+    (run_a, sweep_a), (run_b, sweep_b) = dirs
+    assert run_a.rsplit("-", 1)[1] != run_b.rsplit("-", 1)[1]  # even within the same second
+    assert run_a != run_b and sweep_a != sweep_b
+    # one process resolves the same directory each time it asks
+    assert run_a.rsplit("-", 1)[1] == sweep_a.rsplit("-", 1)[1]
+    assert len(run_a.rsplit("-", 1)[1]) == 6
 
 
 @pytest.mark.slow
