@@ -118,31 +118,32 @@ class BestEpoch(Callback):
 
 class SweepReport(HydraCallback):
     """Hydra callback (hydra.callbacks in train.yaml): names each failed run as soon as it ends,
-    and counts the runs when a sweep ends. Hydra's sweepers go on after a failed job and end
-    the process non-zero with its error once the batch is done."""
-
-    def __init__(self) -> None:
-        self.done, self.failed = 0, []
+    and when a sweep ends writes its table (slr.aggregate) and counts its runs from their
+    status.json files, which works for launchers that run jobs elsewhere (SLURM) too. Hydra's
+    sweepers go on after a failed job and end the process non-zero once the batch is done."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
-        run_dir = Path(config.hydra.runtime.output_dir)
         if job_return.status == JobStatus.COMPLETED:
-            self.done += 1
             return
-        self.failed.append(run_dir)
-        status = run_dir / STATUS_FILE
+        status = Path(config.hydra.runtime.output_dir) / STATUS_FILE
         error = json.loads(status.read_text()).get("error") if status.is_file() else None
-        log.error(
-            "run failed: %s (%s); details in %s",
-            " ".join(job_return.overrides or []),
-            error,
-            status,
-        )
+        overrides = " ".join(job_return.overrides or [])
+        log.error("run failed: %s (%s); details in %s", overrides, error, status)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from slr.aggregate import aggregate, find_runs
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        runs = find_runs(sweep_dir) if sweep_dir.is_dir() else []
+        if not runs:
+            return
+        counts: dict[str, int] = {}
+        for run in runs:
+            counts[run.status] = counts.get(run.status, 0) + 1
+        aggregate(sweep_dir)
         log.info(
-            "%d runs done, %d failed; table: python -m slr.aggregate %s",
-            self.done,
-            len(self.failed),
-            config.hydra.sweep.dir,
+            "%d runs: %s; table in %s",
+            len(runs),
+            ", ".join(f"{n} {s}" for s, n in counts.items()),
+            sweep_dir / "aggregate.md",
         )
