@@ -131,3 +131,17 @@ def test_debug_overfit_memorizes_the_training_batches(train_cfg, tiny_root, tmp_
     assert cfg.callbacks.early_stopping is None
     metrics = train(cfg)
     assert metrics["train/top1"] >= 0.99
+
+
+def test_same_seed_same_numbers(train_cfg, tmp_path):
+    """seed + trainer.deterministic: a run repeated gives the same losses and accuracies."""
+    runs = []
+    for name in ("a", "b"):
+        cfg = train_cfg.copy()
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / name)
+            cfg.trainer.deterministic = True
+            cfg.test = False
+        runs.append(train(cfg))
+    for key in ("train/loss", "train/top1", "val/top1", "val/top5"):
+        assert runs[0][key] == runs[1][key], key
