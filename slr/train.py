@@ -101,18 +101,16 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
-    train_metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+    val = dict(best_epoch.best)  # the best epoch's val metrics (by val/top1)
+    best_index = val.pop("epoch", None)
     metrics = {
-        # the best epoch's val metrics; without checkpointing, the last epoch's
-        **(best_epoch.best or {k: trainer.callback_metrics.get(k) for k in ("val/top1",)}),
-        **train_metrics,  # the last epoch's
+        "val/top1": None,  # stays None only if validation never ran
+        **val,
+        **{k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")},  # last
         "epochs": trainer.current_epoch,  # epochs completed (early stopping may end sooner)
-        "best_epoch": best_epoch.best.get("epoch"),
+        "best_epoch": best_index,
         "best_ckpt": best or None,
     }
-    metrics.pop("epoch", None)
-    if checkpoint and checkpoint.best_model_score is not None:
-        metrics["val/top1"] = checkpoint.best_model_score
     if cfg.get("test"):
         (results,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(results)
@@ -129,12 +127,10 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: pl.Trainer) -> str | None:
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
-        callback = trainer.checkpoint_callback
-        if callback is None or callback.dirpath is None:
-            raise ValueError(
-                "ckpt_path=last needs the model_checkpoint callback (callbacks=default)"
-            )
-        path = Path(callback.dirpath) / "last.ckpt"
+        dirs = [c.dirpath for c in trainer.checkpoint_callbacks if c.dirpath]
+        if not dirs:
+            raise ValueError("ckpt_path=last needs the checkpoint callbacks (callbacks=default)")
+        path = Path(dirs[-1]) / "last.ckpt"  # callbacks/default.yaml's last_checkpoint
         hint = "set hydra.run.dir to the interrupted run's directory, or ckpt_path to a file"
     else:
         path = Path(ckpt_path)
