@@ -7,3 +7,19 @@ import os
 # a core. Sleeping idle OpenMP threads costs little without contention. Must precede `import torch`;
 # an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _register_resolvers() -> None:
+    """`${uid:}` in the configs' hydra.run.dir / hydra.sweep.dir: six random hex digits drawn
+    once per process, so runs started in the same second (on one machine or several) never share
+    a directory. Registered on import, as every entry point (`python -m slr.X`) imports slr."""
+    import secrets
+
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver(
+        "uid", lambda: secrets.token_hex(3), use_cache=True, replace=True
+    )
+
+
+_register_resolvers()

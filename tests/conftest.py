@@ -60,3 +60,19 @@ def train_cfg(tiny_root: Path, tmp_path: Path) -> DictConfig:
     """`experiment=demo` on the tiny dataset, a few seconds end to end."""
     overrides = ["experiment=demo", f"data.root={tiny_root}", *TINY]
     return compose_cfg("train", overrides, tmp_path / "train")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_train(root: Path, *overrides: str, multirun: bool = False, timeout: int = 300, **kwargs):
+    """`python -m slr.train [-m] experiment=demo` on a tiny dataset in a subprocess (run from the
+    repo root, so this checkout's slr is the one imported); returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "slr.train", *(["-m"] if multirun else [])]
+    cmd += ["experiment=demo", f"data.root={root}", *TINY]
+    return subprocess.run(
+        [*cmd, *overrides], cwd=REPO, capture_output=True, text=True, timeout=timeout, **kwargs
+    )

@@ -19,7 +19,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 def test_experiment_composes_and_instantiates(experiment, tmp_path):
     overrides = [f"experiment={experiment}", "model.backbone.weights=null"]
     cfg = compose_cfg("train", overrides, tmp_path)
-    if cfg.data.root == "???" or cfg.data.root is None:
+    if OmegaConf.is_missing(cfg.data, "root") or cfg.data.root is None:
         cfg.data.root = str(tmp_path)
     datamodule = instantiate(cfg.data)
     assert datamodule.hparams.num_frames > 0

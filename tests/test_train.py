@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 
 from slr.models.checkpoint import load_checkpoint
+from slr.provenance import git_state
 from slr.test import evaluate
 from slr.train import train
 from tests.conftest import TINY, compose_cfg
@@ -29,6 +32,20 @@ def test_train_then_test_round_trip(train_cfg, tiny_root, tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "csv" / "metrics.csv").is_file()
     assert (run_dir / "glosses.txt").read_text().split() == ["grow", "shrink", "open"]
+    assert saved["epochs"] == 2
+    assert saved["val/videos"] == 6
+    assert saved["val/top5"] is not None
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "done"
+    assert status["val/top1"] == saved["val/top1"]
+    # provenance: resolved config, git state and package versions
+    config = OmegaConf.load(run_dir / "config.yaml")
+    assert config.paths.output_dir == str(run_dir)
+    assert config.model.lstm_hidden == 16
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["versions"]["torch"] == metadata.version("torch")
+    git = provenance["git"]
+    assert (len(git["commit"]) == 40 and isinstance(git["dirty"], bool)) or "note" in git
 
     module = load_checkpoint(saved["best_ckpt"])
     assert module.hparams.glosses == ["grow", "shrink", "open"]
@@ -83,3 +100,48 @@ def test_cli_multirun(tiny_root, tmp_path):
         for r in runs
     }
     assert hidden == {8, 16}
+
+
+def test_failed_run_records_its_error(train_cfg, tmp_path):
+    with open_dict(train_cfg):
+        train_cfg.data.root = str(tmp_path / "nowhere")
+        train_cfg.data.make_demo = False
+    with pytest.raises(FileNotFoundError, match="data.root="):
+        train(train_cfg)
+    status = json.loads((tmp_path / "train" / "status.json").read_text())
+    assert status["status"] == "failed"
+    assert "FileNotFoundError: data.root=" in status["error"]
+    assert not (tmp_path / "train" / "metrics.json").exists()
+
+
+def test_git_state_outside_a_repository(tmp_path):
+    state = git_state(tmp_path)
+    assert state["commit"] is None
+    assert state["dirty"] is None
+    assert str(tmp_path) in state["note"]
+
+
+def test_debug_overfit_memorizes_the_training_batches(train_cfg, tiny_root, tmp_path):
+    """debug=overfit: the same few batches, no regularization; the tiny data's 12 training clips
+    are learned by heart (train top-1 from the last epoch)."""
+    overrides = ["experiment=demo", "debug=overfit", f"data.root={tiny_root}", *TINY]
+    cfg = compose_cfg("train", [*overrides, "trainer.max_epochs=30"], tmp_path / "overfit")
+    assert cfg.trainer.overfit_batches > 0
+    assert cfg.model.dropout == 0 and cfg.data.cache_views == 1
+    assert cfg.callbacks.early_stopping is None
+    metrics = train(cfg)
+    assert metrics["train/top1"] >= 0.99
+
+
+def test_same_seed_same_numbers(train_cfg, tmp_path):
+    """seed + trainer.deterministic: a run repeated gives the same losses and accuracies."""
+    runs = []
+    for name in ("a", "b"):
+        cfg = train_cfg.copy()
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / name)
+            cfg.trainer.deterministic = True
+            cfg.test = False
+        runs.append(train(cfg))
+    for key in ("train/loss", "train/top1", "val/top1", "val/top5"):
+        assert runs[0][key] == runs[1][key], key

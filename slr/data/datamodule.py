@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -190,10 +191,21 @@ class WLASLDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         # cached features are a memory-mapped read: worker processes would only add start-up
         workers = 0 if self.hparams.features == "cached" else self.hparams.num_workers
+        sampler = None
+        if split != "train" and self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning's DistributedSampler pads val/test with repeated videos to equal shares;
+            # this one splits them without repeats, so each video is counted exactly once
+            sampler = UnrepeatedDistributedSampler(
+                self.datasets[split],
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
             shuffle=split == "train",
+            sampler=sampler,
             num_workers=workers,
             collate_fn=collate_clips,
             persistent_workers=workers > 0,

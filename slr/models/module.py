@@ -102,7 +102,8 @@ class SignLitModule(pl.LightningModule):
         self, stage: str, metric: TopKAccuracy, skipped: SumMetric
     ) -> dict[str, torch.Tensor]:
         values = metric.compute()  # compute() syncs across processes, so no sync_dist here
-        values["videos"] = metric.support.sum()
+        # support outside compute() is this process's share: gather it to count every video
+        values["videos"] = self.all_gather(metric.support.sum()).sum()
         values["skipped"] = skipped.compute()
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
         metric.reset()
