@@ -99,7 +99,7 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
     An end past the last frame is clamped (and said so); a start past it is an error; a decoding
     error fails the cuts not finished by then and keeps those that were.
     """
-    writers: dict[int, _Writer] = {}
+    writers: dict[int, _Writer] = {}  # open encoders: cuts under way, closed when done
     total = None
     try:
         with av.open(str(source)) as container:
@@ -121,6 +121,8 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
                         if k not in writers:
                             writers[k] = _Writer(cut.path, rate, frame.width, frame.height, codec)
                         writers[k].write(frame)
+                        if i + 1 == cut.stop:  # done: a source with 100+ signs must not hold
+                            _close(cut, writers.pop(k))  # 100+ encoders open at once
                 count = i + 1
             else:
                 total = count
@@ -129,17 +131,13 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
                 if listed and count < 0.9 * listed - 3:
                     raise DecodeError(f"decoded {count} of the {listed} frames the file lists")
     except (DecodeError, *DECODE_ERRORS) as e:
-        for k, cut in enumerate(cuts):
-            finished = k in writers and writers[k].count == (cut.stop or 0) - cut.start
+        for cut in cuts:
+            finished = cut.stop is not None and cut.written == cut.stop - cut.start
             if not finished:
-                cut.error = f"decoding failed: {e}"
+                cut.error = cut.error or f"decoding failed: {e}"
     finally:
-        for k, writer in writers.items():
-            cuts[k].written = writer.count
-            try:
-                writer.close()
-            except DECODE_ERRORS as e:
-                cuts[k].error = cuts[k].error or f"encoding failed: {e}"
+        for k, writer in writers.items():  # those running to the end, or cut short
+            _close(cuts[k], writer)
     if total is not None:
         for cut in cuts:
             if cut.error:
@@ -156,6 +154,14 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
                 )
                 log.info("%s: %s", cut.inst.video_id, cut.clamped)
     return total
+
+
+def _close(cut: Cut, writer: _Writer) -> None:
+    cut.written = writer.count
+    try:
+        writer.close()
+    except DECODE_ERRORS as e:
+        cut.error = cut.error or f"encoding failed: {e}"
 
 
 @dataclass
