@@ -182,15 +182,25 @@ KILL_INDEX = {  # no slow route: the three runs must see the same web
 KILL_INDEX["drink"].insert(1, {"video_id": "90020", "url": "/stall/24941.mp4"})
 
 
-def _run_cli(root: Path) -> subprocess.Popen:
-    args = [f"{k}={v}" for k, v in {**FAST, "workers": 1, "timeout": 5}.items()]
+def _run_cli(root: Path, timeout: float = 5) -> subprocess.Popen:
+    args = [f"{k}={v}" for k, v in {**FAST, "workers": 1, "timeout": timeout}.items()]
     return subprocess.Popen(
         [sys.executable, "-m", "slr.download", f"data.root={root}", "data.subset=null", *args]
         + [f"hydra.run.dir={root.parent / 'hydra'}"],
         cwd=Path(__file__).resolve().parents[1],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # a shell without job control starts background jobs with Ctrl-C ignored; undo that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def _wait_for_stall(proc: subprocess.Popen, part: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not (part.is_file() and part.stat().st_size > 0):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "the run never reached the stalled download"
+        time.sleep(0.05)
 
 
 def test_killed_run_resumes_to_the_same_result(server, tmp_path):
@@ -206,11 +216,7 @@ def test_killed_run_resumes_to_the_same_result(server, tmp_path):
     proc = _run_cli(killed)
     part = killed / "raw" / ".90020.part"
     try:
-        deadline = time.monotonic() + 60
-        while not (part.is_file() and part.stat().st_size > 0):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the run never reached the stalled download"
-            time.sleep(0.05)
+        _wait_for_stall(proc, part)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -228,6 +234,28 @@ def test_killed_run_resumes_to_the_same_result(server, tmp_path):
     assert (killed / "missing.txt").read_text() == (whole / "missing.txt").read_text()
     files = {p.name: p.read_bytes() for p in (killed / "raw").iterdir()}
     assert files == {p.name: p.read_bytes() for p in (whole / "raw").iterdir()}
+
+
+def test_ctrl_c_ends_the_download_under_way_without_retrying(server, tmp_path):
+    root = make_root(tmp_path / "wlasl", server.base, KILL_INDEX)
+    server.release.clear()
+    server.stall.set()
+    before = server.hits.get("/stall/24941.mp4", 0)
+    proc = _run_cli(root, timeout=1)
+    try:
+        _wait_for_stall(proc, root / "raw" / ".90020.part")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) != 0
+    finally:
+        server.stall.clear()
+        server.release.set()
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    # the stalled read timed out once and was not retried (retries=1 would ask again)
+    assert server.hits["/stall/24941.mp4"] - before == 1
+    assert (root / "raw" / "07074.mp4").is_file()  # finished before Ctrl-C
+    assert not (root / "raw" / "90020.mp4").exists()
 
 
 def test_stops_early_when_no_host_resolves(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -191,6 +192,7 @@ def download(
     )
 
     limiter = HostLimiter(rate_per_host)
+    stop = threading.Event()  # set on Ctrl-C: the downloads under way give up, not retry
 
     def fetch(src: Source) -> Result:
         try:
@@ -198,7 +200,7 @@ def download(
                 limiter.wait(src.host)
                 return fetch_ytdlp(src.url, raw_dir, src.key, timeout, retries, ytdlp_format)
             return fetch_http(
-                src.url, raw_dir, src.key, timeout, retries, backoff, max_backoff, limiter
+                src.url, raw_dir, src.key, timeout, retries, backoff, max_backoff, limiter, stop
             )
         except Exception as e:  # one bad url must not end a run of thousands
             log.exception("unexpected failure on %s", src.url)
@@ -213,7 +215,7 @@ def download(
         return offline.stop(src, result)
 
     try:
-        unsettled = _run(todo, fetch, workers, progress, record)
+        unsettled = _run(todo, fetch, workers, progress, record, stop)
         if unsettled:
             log.error(
                 "stopped: none of the first %d urls' hosts (%d hosts) could be resolved; is this "
@@ -305,10 +307,12 @@ def _run(
     workers: int,
     progress: bool,
     done: Callable[[Source, Result], bool],
+    interrupt: threading.Event,
 ) -> list[Source]:
     """Fetch in a thread pool; record each result as it lands (here, in one thread). `done`
     returning True stops the run: what is in flight finishes and is recorded, the rest is
-    returned unfetched."""
+    returned unfetched. On Ctrl-C, `interrupt` is set so the fetches under way end soon (the
+    pool waits for them) and their partial files are left for the next run to clean."""
     if not todo:
         return []
     with (
@@ -330,6 +334,7 @@ def _run(
                         other.cancel()
         except KeyboardInterrupt:
             log.warning("interrupted: finished downloads are kept; run again to resume")
+            interrupt.set()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return list(pending.values())
