@@ -48,6 +48,10 @@ def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
         name += f" {Path(h.split_file).name}"
     lines = summary_lines({"protocols": {name: health}})
     log.info("data (%s):\n%s", datamodule.root, "\n".join(lines))
+    empty = {s: g for s, g in health["classes_without_videos"].items() if g}
+    if empty:  # a class with no test video changes what accuracy means: say it louder
+        counts = ", ".join(f"{len(g)} in {s}" for s, g in empty.items())
+        log.warning("glosses without a single video: %s (listed above)", counts)
     if report["unknown_split_ids"]:
         log.info("split file ids not in the index (skipped): %d", len(report["unknown_split_ids"]))
     run_dir.mkdir(parents=True, exist_ok=True)
