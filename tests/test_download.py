@@ -76,6 +76,7 @@ def server(shared_wlasl):
     yield server
     server.release.set()
     server.shutdown()
+    server.server_close()
 
 
 def make_root(root: Path, base: str, index: dict = INDEX) -> Path:

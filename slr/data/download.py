@@ -31,7 +31,7 @@ from slr.data.fetch import (
     ytdlp_available,
 )
 from slr.data.manifest import Manifest, status_table, write_missing
-from slr.data.wlasl import INDEX_FILE, SPLITS, load_index, read_subset
+from slr.data.wlasl import INDEX_FILE, SPLITS, Instance, load_index, read_subset
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,18 @@ def group_sources(entries: list[dict]) -> dict[str, Source]:
 # The run over a subset
 
 
+def read_scope(
+    root: Path, subset: int | None, split_file: str | Path | None
+) -> tuple[list[dict], dict[str, Instance]]:
+    """The whole index (raw names and urls come from it) and the instances of the subset, by
+    video_id; `split_file` is absolute or relative to `root`, as in the data config."""
+    if split_file is not None and not Path(split_file).is_absolute():
+        split_file = root / split_file
+    scope = read_subset(root / INDEX_FILE, subset, split_file)
+    instances = {i.video_id: i for split in SPLITS for i in scope.splits[split]}
+    return load_index(root / INDEX_FILE), instances
+
+
 def complete_files(raw_dir: Path) -> dict[str, Path]:
     """stem -> complete raw file. Hidden names are temporaries and never count."""
     return {p.stem: p for p in raw_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
@@ -140,17 +152,12 @@ def download(
         progress: show a progress bar.
     """
     root = Path(root)
-    index_path = root / INDEX_FILE
-    entries = load_index(index_path)
-    if split_file is not None and not Path(split_file).is_absolute():
-        split_file = root / split_file
-    scope = read_subset(index_path, subset, split_file)
+    entries, instances = read_scope(root, subset, split_file)
     meta = {
         str(raw["video_id"]): {"url": str(raw["url"]).strip(), "source": raw.get("source", "")}
         for entry in entries
         for raw in entry["instances"]
     }
-    instances = {i.video_id: i for split in SPLITS for i in scope.splits[split]}
     sources = group_sources(entries)
     raw_dir = root / RAW_DIR
     raw_dir.mkdir(parents=True, exist_ok=True)
