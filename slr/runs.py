@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from slr.data.datamodule import WLASLDataModule
 from slr.data.health import split_summary, summary_lines
+from slr.data.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
 def write_json(path: Path, obj: dict) -> None:
     """Write atomically, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def to_builtin(metrics: dict) -> dict:

@@ -90,11 +90,14 @@ def make_root(root: Path, base: str, index: dict = INDEX) -> Path:
 
 def test_statuses_manifest_and_missing(server, tmp_path, shared_wlasl):
     root = make_root(tmp_path / "wlasl", server.base)
-    flaky = server.hits.get("/flaky429/13640.mp4", 0)
+    before = dict(server.hits)
     rows = dl.download(root, subset=None, **FAST)
+    hits = {path: n - before.get(path, 0) for path, n in server.hits.items()}
 
     assert {v: r["status"] for v, r in rows.items()} == EXPECTED
-    assert server.hits["/flaky429/13640.mp4"] - flaky == 2  # a 429, then the clip
+    assert hits["/flaky429/13640.mp4"] == 2  # a 429, then the clip
+    assert hits["/dead/90001.mp4"] == hits["/forbidden.mp4"] == 1  # 404 and 403: no retry
+    assert hits["/error500.mp4"] == 2  # 5xx: retries=1
     assert "404" in rows["90001"]["reason"]
     assert "web page" in rows["90003"]["reason"]
     assert "web page" in rows["90010"]["reason"]  # sniffed, whatever the content type says
@@ -102,10 +105,10 @@ def test_statuses_manifest_and_missing(server, tmp_path, shared_wlasl):
     assert "500" in rows["90006"]["reason"] and "2 attempts" in rows["90006"]["reason"]
     assert "403" in rows["90011"]["reason"]
     assert "2 attempts" in rows["90012"]["reason"], rows["90012"]["reason"]
-    assert server.hits["/cut/14893.mp4"] == 2  # a dropped connection is retried
+    assert hits["/cut/14893.mp4"] == 2  # a dropped connection is retried
     assert rows["90009"]["reason"] == "youtube=false"
     # the shared url was fetched once, into one file both rows name
-    assert server.hits["/clips/22113.mp4"] == 1
+    assert hits["/clips/22113.mp4"] == 1
     assert rows["90007"]["file"] == rows["90008"]["file"] == "90007.mp4"
     clip = shared_wlasl / "clips" / "07074.mp4"
     assert (root / "raw" / "07074.mp4").read_bytes() == clip.read_bytes()
