@@ -126,10 +126,7 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
                 count = i + 1
             else:
                 total = count
-                listed = stream.frames
-                # some WLASL clips list 1-3 frames more than decode; far fewer means cut short
-                if listed and count < 0.9 * listed - 3:
-                    raise DecodeError(f"decoded {count} of the {listed} frames the file lists")
+                _check_not_cut_short(count, stream.frames)
     except (DecodeError, *DECODE_ERRORS) as e:
         for cut in cuts:
             finished = cut.stop is not None and cut.written == cut.stop - cut.start
@@ -154,6 +151,12 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
                 )
                 log.info("%s: %s", cut.inst.video_id, cut.clamped)
     return total
+
+
+def _check_not_cut_short(decoded: int, listed: int) -> None:
+    """Some WLASL clips list 1-3 frames more than decode; far fewer means a truncated file."""
+    if listed and decoded < 0.9 * listed - 3:
+        raise DecodeError(f"decoded {decoded} of the {listed} frames the file lists")
 
 
 def _close(cut: Cut, writer: _Writer) -> None:
@@ -193,7 +196,5 @@ def probe(path: Path, expected: int | None = None) -> Probe:
         last.to_ndarray(format="rgb24")
         if expected is not None and count != expected:
             raise DecodeError(f"{count} frames decode, {expected} were written")
-        listed = stream.frames
-        if listed and count < 0.9 * listed - 3:
-            raise DecodeError(f"decoded {count} of the {listed} frames the file lists")
+        _check_not_cut_short(count, stream.frames)
         return Probe(count, float(rate) if rate else 0.0, first.shape[1], first.shape[0])
