@@ -174,6 +174,14 @@ def test_source_keys_and_sniffing():
     assert fetch.sniff(b"", "video/mp4", "http://x/a.mp4") == (None, "empty response")
 
 
+def test_an_unwritable_root_fails_up_front(tmp_path):
+    root = make_root(tmp_path / "wlasl", "http://127.0.0.1:9")
+    (root / "raw").write_text("a file where the folder should be")
+    with pytest.raises(PermissionError, match=r"slr.download cannot write to .*raw.*data\.root"):
+        dl.download(root, subset=None, **FAST)
+    assert not (root / dl.MANIFEST_FILE).exists()  # nothing tried
+
+
 def test_entry_config_reuses_the_data_group(tmp_path):
     cfg = compose_cfg("download", ["data.root=/data/wlasl", "data.subset=300"], tmp_path)
     assert (cfg.data.root, cfg.data.subset, cfg.data.split_file) == ("/data/wlasl", 300, None)

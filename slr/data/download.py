@@ -30,7 +30,7 @@ from slr.data.fetch import (
     matches_host,
     ytdlp_available,
 )
-from slr.data.manifest import Manifest, status_table, write_missing
+from slr.data.manifest import Manifest, status_table, writable_folder, write_missing
 from slr.data.wlasl import INDEX_FILE, SPLITS, Instance, load_index, read_subset
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ def download(
     }
     sources = group_sources(entries)
     raw_dir = root / RAW_DIR
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (root, raw_dir):
+        writable_folder(folder, "slr.download")
     _clean_temporaries(raw_dir)
     manifest = Manifest(root / MANIFEST_FILE, COLUMNS)
 
