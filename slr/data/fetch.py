@@ -50,7 +50,7 @@ class Result:
 class Retryable(Exception):
     """A failure that may pass: timeout, 429, 5xx, a dropped connection."""
 
-    def __init__(self, reason: str, wait: float | None = None, status: str = "error") -> None:
+    def __init__(self, reason: str, wait: float | None = None, status: str = ERROR) -> None:
         super().__init__(reason)
         self.reason, self.wait, self.status = reason, wait, status
 

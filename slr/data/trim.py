@@ -142,12 +142,12 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
             if cut.start >= total:
                 cut.error = (
                     f"frame_start {cut.inst.frame_start} is past the video's end "
-                    f"({total} frames at {float(rate):.3g} fps)"
+                    f"({total} frames at {float(rate):.4g} fps)"
                 )
             elif cut.stop is not None and cut.stop > total:
                 cut.clamped = (
                     f"frame_end {cut.inst.frame_end} is past the last frame "
-                    f"({total} at {float(rate):.3g} fps); clamped"
+                    f"({total} at {float(rate):.4g} fps); clamped"
                 )
                 log.info("%s: %s", cut.inst.video_id, cut.clamped)
     return total
