@@ -166,6 +166,10 @@ def test_source_keys_and_sniffing():
     assert dl.source_key("https://www.youtube.com/watch?v=0UsjUE-TXns", "1") == "yt_0UsjUE-TXns"
     assert dl.source_key("https://youtu.be/3-GrhsVs830", "1") == "yt_3-GrhsVs830"
     assert dl.source_key("https://www.handspeak.com/word/b/book.mp4", "07070") == "07070"
+    same_video = [{"video_id": "1", "url": "https://youtu.be/3-GrhsVs830"}]
+    same_video += [{"video_id": "2", "url": "https://www.youtube.com/watch?v=3-GrhsVs830"}]
+    sources = dl.group_sources([{"gloss": "g", "instances": same_video}])
+    assert [s.key for s in sources.values()] == ["yt_3-GrhsVs830", "2"]  # two files, two names
     mp4 = b"\x00\x00\x00\x18ftypmp42"
     assert fetch.sniff(mp4, "video/mp4", "http://x/a.mp4") == (".mp4", "")
     assert fetch.sniff(mp4, "video/quicktime", "http://x/a.mov") == (".mov", "")

@@ -80,11 +80,16 @@ def source_key(url: str, first_video_id: str) -> str:
 def group_sources(entries: list[dict]) -> dict[str, Source]:
     """url -> Source over the whole index, so raw names do not depend on the subset chosen."""
     sources: dict[str, Source] = {}
+    keys: set[str] = set()
     for entry in entries:
         for raw in entry["instances"]:
             url, video_id = str(raw["url"]).strip(), str(raw["video_id"])
             if url not in sources:
-                sources[url] = Source(url, source_key(url, video_id))
+                key = source_key(url, video_id)
+                # youtu.be/X and youtube.com/watch?v=X would share a name (and .part file)
+                key = video_id if key in keys else key
+                keys.add(key)
+                sources[url] = Source(url, key)
             sources[url].video_ids.append(video_id)
     return sources
 
