@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -211,12 +212,28 @@ def _run_cli(root: Path, timeout: float = 5) -> subprocess.Popen:
     )
 
 
-def _wait_for_stall(proc: subprocess.Popen, part: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not (part.is_file() and part.stat().st_size > 0):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "the run never reached the stalled download"
-        time.sleep(0.05)
+@contextlib.contextmanager
+def _stalled_cli_run(server, root: Path, timeout: float = 5):
+    """slr.download on `root` in a subprocess, yielded once it is half-way through the stalled
+    download (raw/.90020.part); the stall is released and the process reaped on exit."""
+    server.release.clear()
+    server.stall.set()
+    proc = _run_cli(root, timeout)
+    part = root / "raw" / ".90020.part"
+    try:
+        deadline = time.monotonic() + 60
+        while not (part.is_file() and part.stat().st_size > 0):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run never reached the stalled download"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        server.stall.clear()
+        server.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
 
 
 def test_killed_run_resumes_to_the_same_result(server, tmp_path):
@@ -227,20 +244,10 @@ def test_killed_run_resumes_to_the_same_result(server, tmp_path):
 
     # a run killed (SIGKILL) in the middle of a file
     killed = make_root(tmp_path / "killed" / "wlasl", server.base, KILL_INDEX)
-    server.release.clear()
-    server.stall.set()
-    proc = _run_cli(killed)
-    part = killed / "raw" / ".90020.part"
-    try:
-        _wait_for_stall(proc, part)
+    with _stalled_cli_run(server, killed) as proc:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    finally:
-        server.stall.clear()
-        server.release.set()
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    part = killed / "raw" / ".90020.part"
     assert (killed / "raw" / "07074.mp4").is_file()  # finished before the kill
     assert not (killed / "raw" / "90020.mp4").exists()  # the half file never got its name
 
@@ -254,20 +261,10 @@ def test_killed_run_resumes_to_the_same_result(server, tmp_path):
 
 def test_ctrl_c_ends_the_download_under_way_without_retrying(server, tmp_path):
     root = make_root(tmp_path / "wlasl", server.base, KILL_INDEX)
-    server.release.clear()
-    server.stall.set()
     before = server.hits.get("/stall/24941.mp4", 0)
-    proc = _run_cli(root, timeout=1)
-    try:
-        _wait_for_stall(proc, root / "raw" / ".90020.part")
+    with _stalled_cli_run(server, root, timeout=1) as proc:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) != 0
-    finally:
-        server.stall.clear()
-        server.release.set()
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
     # the stalled read timed out once and was not retried (retries=1 would ask again)
     assert server.hits["/stall/24941.mp4"] - before == 1
     assert (root / "raw" / "07074.mp4").is_file()  # finished before Ctrl-C
