@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from slr.data.datamodule import WLASLDataModule
 from slr.data.health import split_summary, summary_lines
+from slr.data.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
 def write_json(path: Path, obj: dict) -> None:
     """Write atomically, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def to_builtin(metrics: dict) -> dict:
@@ -48,6 +46,10 @@ def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
         name += f" {Path(h.split_file).name}"
     lines = summary_lines({"protocols": {name: health}})
     log.info("data (%s):\n%s", datamodule.root, "\n".join(lines))
+    empty = {s: g for s, g in health["classes_without_videos"].items() if g}
+    if empty:  # a class with no test video changes what accuracy means: say it louder
+        counts = ", ".join(f"{len(g)} in {s}" for s, g in empty.items())
+        log.warning("glosses without a single video: %s (listed above)", counts)
     if report["unknown_split_ids"]:
         log.info("split file ids not in the index (skipped): %d", len(report["unknown_split_ids"]))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,8 @@ def test_runs_log_the_same_summary(tiny_root, tmp_path, caplog):
     assert counts["data"] == {"root": str(root), "subset": None, "split_file": None}
     table = "\n".join(summary_lines(scan(root, check="none")))
     assert table in caplog.text  # the same lines slr.doctor prints
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("glosses without a single video: 1 in test" in m for m in warnings), warnings
 
 
 def test_download_prepare_doctor(server, tmp_path, shared_wlasl):  # noqa: F811

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -76,6 +77,7 @@ def server(shared_wlasl):
     yield server
     server.release.set()
     server.shutdown()
+    server.server_close()
 
 
 def make_root(root: Path, base: str, index: dict = INDEX) -> Path:
@@ -89,11 +91,14 @@ def make_root(root: Path, base: str, index: dict = INDEX) -> Path:
 
 def test_statuses_manifest_and_missing(server, tmp_path, shared_wlasl):
     root = make_root(tmp_path / "wlasl", server.base)
-    flaky = server.hits.get("/flaky429/13640.mp4", 0)
+    before = dict(server.hits)
     rows = dl.download(root, subset=None, **FAST)
+    hits = {path: n - before.get(path, 0) for path, n in server.hits.items()}
 
     assert {v: r["status"] for v, r in rows.items()} == EXPECTED
-    assert server.hits["/flaky429/13640.mp4"] - flaky == 2  # a 429, then the clip
+    assert hits["/flaky429/13640.mp4"] == 2  # a 429, then the clip
+    assert hits["/dead/90001.mp4"] == hits["/forbidden.mp4"] == 1  # 404 and 403: no retry
+    assert hits["/error500.mp4"] == 2  # 5xx: retries=1
     assert "404" in rows["90001"]["reason"]
     assert "web page" in rows["90003"]["reason"]
     assert "web page" in rows["90010"]["reason"]  # sniffed, whatever the content type says
@@ -101,10 +106,10 @@ def test_statuses_manifest_and_missing(server, tmp_path, shared_wlasl):
     assert "500" in rows["90006"]["reason"] and "2 attempts" in rows["90006"]["reason"]
     assert "403" in rows["90011"]["reason"]
     assert "2 attempts" in rows["90012"]["reason"], rows["90012"]["reason"]
-    assert server.hits["/cut/14893.mp4"] == 2  # a dropped connection is retried
+    assert hits["/cut/14893.mp4"] == 2  # a dropped connection is retried
     assert rows["90009"]["reason"] == "youtube=false"
     # the shared url was fetched once, into one file both rows name
-    assert server.hits["/clips/22113.mp4"] == 1
+    assert hits["/clips/22113.mp4"] == 1
     assert rows["90007"]["file"] == rows["90008"]["file"] == "90007.mp4"
     clip = shared_wlasl / "clips" / "07074.mp4"
     assert (root / "raw" / "07074.mp4").read_bytes() == clip.read_bytes()
@@ -162,12 +167,24 @@ def test_source_keys_and_sniffing():
     assert dl.source_key("https://www.youtube.com/watch?v=0UsjUE-TXns", "1") == "yt_0UsjUE-TXns"
     assert dl.source_key("https://youtu.be/3-GrhsVs830", "1") == "yt_3-GrhsVs830"
     assert dl.source_key("https://www.handspeak.com/word/b/book.mp4", "07070") == "07070"
+    same_video = [{"video_id": "1", "url": "https://youtu.be/3-GrhsVs830"}]
+    same_video += [{"video_id": "2", "url": "https://www.youtube.com/watch?v=3-GrhsVs830"}]
+    sources = dl.group_sources([{"gloss": "g", "instances": same_video}])
+    assert [s.key for s in sources.values()] == ["yt_3-GrhsVs830", "2"]  # two files, two names
     mp4 = b"\x00\x00\x00\x18ftypmp42"
     assert fetch.sniff(mp4, "video/mp4", "http://x/a.mp4") == (".mp4", "")
     assert fetch.sniff(mp4, "video/quicktime", "http://x/a.mov") == (".mov", "")
     assert fetch.sniff(b"CWS\x08", "application/x-shockwave-flash", "http://x/a.swf")[0] == ".swf"
     assert fetch.sniff(b"  <html><body>", "video/mp4", "http://x/a.mp4")[0] is None
     assert fetch.sniff(b"", "video/mp4", "http://x/a.mp4") == (None, "empty response")
+
+
+def test_an_unwritable_root_fails_up_front(tmp_path):
+    root = make_root(tmp_path / "wlasl", "http://127.0.0.1:9")
+    (root / "raw").write_text("a file where the folder should be")
+    with pytest.raises(PermissionError, match=r"slr.download cannot write to .*raw.*data\.root"):
+        dl.download(root, subset=None, **FAST)
+    assert not (root / dl.MANIFEST_FILE).exists()  # nothing tried
 
 
 def test_entry_config_reuses_the_data_group(tmp_path):
@@ -182,15 +199,41 @@ KILL_INDEX = {  # no slow route: the three runs must see the same web
 KILL_INDEX["drink"].insert(1, {"video_id": "90020", "url": "/stall/24941.mp4"})
 
 
-def _run_cli(root: Path) -> subprocess.Popen:
-    args = [f"{k}={v}" for k, v in {**FAST, "workers": 1, "timeout": 5}.items()]
+def _run_cli(root: Path, timeout: float = 5) -> subprocess.Popen:
+    args = [f"{k}={v}" for k, v in {**FAST, "workers": 1, "timeout": timeout}.items()]
     return subprocess.Popen(
         [sys.executable, "-m", "slr.download", f"data.root={root}", "data.subset=null", *args]
         + [f"hydra.run.dir={root.parent / 'hydra'}"],
         cwd=Path(__file__).resolve().parents[1],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # a shell without job control starts background jobs with Ctrl-C ignored; undo that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+@contextlib.contextmanager
+def _stalled_cli_run(server, root: Path, timeout: float = 5):
+    """slr.download on `root` in a subprocess, yielded once it is half-way through the stalled
+    download (raw/.90020.part); the stall is released and the process reaped on exit."""
+    server.release.clear()
+    server.stall.set()
+    proc = _run_cli(root, timeout)
+    part = root / "raw" / ".90020.part"
+    try:
+        deadline = time.monotonic() + 60
+        while not (part.is_file() and part.stat().st_size > 0):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run never reached the stalled download"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        server.stall.clear()
+        server.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
 
 
 def test_killed_run_resumes_to_the_same_result(server, tmp_path):
@@ -201,24 +244,10 @@ def test_killed_run_resumes_to_the_same_result(server, tmp_path):
 
     # a run killed (SIGKILL) in the middle of a file
     killed = make_root(tmp_path / "killed" / "wlasl", server.base, KILL_INDEX)
-    server.release.clear()
-    server.stall.set()
-    proc = _run_cli(killed)
-    part = killed / "raw" / ".90020.part"
-    try:
-        deadline = time.monotonic() + 60
-        while not (part.is_file() and part.stat().st_size > 0):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the run never reached the stalled download"
-            time.sleep(0.05)
+    with _stalled_cli_run(server, killed) as proc:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    finally:
-        server.stall.clear()
-        server.release.set()
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    part = killed / "raw" / ".90020.part"
     assert (killed / "raw" / "07074.mp4").is_file()  # finished before the kill
     assert not (killed / "raw" / "90020.mp4").exists()  # the half file never got its name
 
@@ -228,6 +257,18 @@ def test_killed_run_resumes_to_the_same_result(server, tmp_path):
     assert (killed / "missing.txt").read_text() == (whole / "missing.txt").read_text()
     files = {p.name: p.read_bytes() for p in (killed / "raw").iterdir()}
     assert files == {p.name: p.read_bytes() for p in (whole / "raw").iterdir()}
+
+
+def test_ctrl_c_ends_the_download_under_way_without_retrying(server, tmp_path):
+    root = make_root(tmp_path / "wlasl", server.base, KILL_INDEX)
+    before = server.hits.get("/stall/24941.mp4", 0)
+    with _stalled_cli_run(server, root, timeout=1) as proc:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) != 0
+    # the stalled read timed out once and was not retried (retries=1 would ask again)
+    assert server.hits["/stall/24941.mp4"] - before == 1
+    assert (root / "raw" / "07074.mp4").is_file()  # finished before Ctrl-C
+    assert not (root / "raw" / "90020.mp4").exists()
 
 
 def test_stops_early_when_no_host_resolves(tmp_path, monkeypatch):

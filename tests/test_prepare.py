@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from slr.data import trim
 from slr.data.datamodule import WLASLDataModule
 from slr.data.prepare import prepare
 from slr.data.trim import Cut, cut_video, pick_encoder, probe, source_range
@@ -197,6 +198,29 @@ def test_prepare_cuts_converts_probes_and_quarantines(shared_wlasl, tmp_path):
     prepare(root, subset=None, workers=2, progress=False)
     assert (root / "prepare.csv").read_text() == before
     assert {p.name: p.stat().st_mtime_ns for p in videos.iterdir()} == stamps
+
+
+def test_encoders_close_as_their_cuts_end(clips, tmp_path, monkeypatch):
+    """A YouTube video may hold 100+ signs: one open encoder each would exhaust memory."""
+    open_now, most = [0], [0]
+
+    class Counted(trim._Writer):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            open_now[0] += 1
+            most[0] = max(most[0], open_now[0])
+
+        def close(self) -> None:
+            super().close()
+            open_now[0] -= 1
+
+    monkeypatch.setattr(trim, "_Writer", Counted)
+    cuts = [Cut(inst(4 * k + 1, 4 * k + 4), tmp_path / f"{k}.mp4") for k in range(10)]
+    cut_video(clips[25], cuts, pick_encoder())
+    assert most[0] == 1 and open_now[0] == 0
+    for k, cut in enumerate(cuts):
+        assert not cut.error and cut.written == 4
+        assert levels_of(cut.path) == list(range(4 * k, 4 * k + 4))
 
 
 def test_odd_sized_sources_are_padded_not_scaled(tmp_path):

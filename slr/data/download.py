@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -29,8 +30,8 @@ from slr.data.fetch import (
     matches_host,
     ytdlp_available,
 )
-from slr.data.manifest import Manifest, status_table, write_missing
-from slr.data.wlasl import INDEX_FILE, SPLITS, load_index, read_subset
+from slr.data.manifest import Manifest, status_table, writable_folder, write_missing
+from slr.data.wlasl import INDEX_FILE, SPLITS, Instance, load_index, read_subset
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +80,34 @@ def source_key(url: str, first_video_id: str) -> str:
 def group_sources(entries: list[dict]) -> dict[str, Source]:
     """url -> Source over the whole index, so raw names do not depend on the subset chosen."""
     sources: dict[str, Source] = {}
+    keys: set[str] = set()
     for entry in entries:
         for raw in entry["instances"]:
             url, video_id = str(raw["url"]).strip(), str(raw["video_id"])
             if url not in sources:
-                sources[url] = Source(url, source_key(url, video_id))
+                key = source_key(url, video_id)
+                # youtu.be/X and youtube.com/watch?v=X would share a name (and .part file)
+                key = video_id if key in keys else key
+                keys.add(key)
+                sources[url] = Source(url, key)
             sources[url].video_ids.append(video_id)
     return sources
 
 
 # ---------------------------------------------------------------------------------------------
 # The run over a subset
+
+
+def read_scope(
+    root: Path, subset: int | None, split_file: str | Path | None
+) -> tuple[list[dict], dict[str, Instance]]:
+    """The whole index (raw names and urls come from it) and the instances of the subset, by
+    video_id; `split_file` is absolute or relative to `root`, as in the data config."""
+    if split_file is not None and not Path(split_file).is_absolute():
+        split_file = root / split_file
+    scope = read_subset(root / INDEX_FILE, subset, split_file)
+    instances = {i.video_id: i for split in SPLITS for i in scope.splits[split]}
+    return load_index(root / INDEX_FILE), instances
 
 
 def complete_files(raw_dir: Path) -> dict[str, Path]:
@@ -139,20 +157,16 @@ def download(
         progress: show a progress bar.
     """
     root = Path(root)
-    index_path = root / INDEX_FILE
-    entries = load_index(index_path)
-    if split_file is not None and not Path(split_file).is_absolute():
-        split_file = root / split_file
-    scope = read_subset(index_path, subset, split_file)
+    entries, instances = read_scope(root, subset, split_file)
     meta = {
         str(raw["video_id"]): {"url": str(raw["url"]).strip(), "source": raw.get("source", "")}
         for entry in entries
         for raw in entry["instances"]
     }
-    instances = {i.video_id: i for split in SPLITS for i in scope.splits[split]}
     sources = group_sources(entries)
     raw_dir = root / RAW_DIR
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (root, raw_dir):
+        writable_folder(folder, "slr.download")
     _clean_temporaries(raw_dir)
     manifest = Manifest(root / MANIFEST_FILE, COLUMNS)
 
@@ -191,6 +205,7 @@ def download(
     )
 
     limiter = HostLimiter(rate_per_host)
+    stop = threading.Event()  # set on Ctrl-C: the downloads under way give up, not retry
 
     def fetch(src: Source) -> Result:
         try:
@@ -198,7 +213,7 @@ def download(
                 limiter.wait(src.host)
                 return fetch_ytdlp(src.url, raw_dir, src.key, timeout, retries, ytdlp_format)
             return fetch_http(
-                src.url, raw_dir, src.key, timeout, retries, backoff, max_backoff, limiter
+                src.url, raw_dir, src.key, timeout, retries, backoff, max_backoff, limiter, stop
             )
         except Exception as e:  # one bad url must not end a run of thousands
             log.exception("unexpected failure on %s", src.url)
@@ -213,7 +228,7 @@ def download(
         return offline.stop(src, result)
 
     try:
-        unsettled = _run(todo, fetch, workers, progress, record)
+        unsettled = _run(todo, fetch, workers, progress, record, stop)
         if unsettled:
             log.error(
                 "stopped: none of the first %d urls' hosts (%d hosts) could be resolved; is this "
@@ -305,10 +320,12 @@ def _run(
     workers: int,
     progress: bool,
     done: Callable[[Source, Result], bool],
+    interrupt: threading.Event,
 ) -> list[Source]:
     """Fetch in a thread pool; record each result as it lands (here, in one thread). `done`
     returning True stops the run: what is in flight finishes and is recorded, the rest is
-    returned unfetched."""
+    returned unfetched. On Ctrl-C, `interrupt` is set so the fetches under way end soon (the
+    pool waits for them) and their partial files are left for the next run to clean."""
     if not todo:
         return []
     with (
@@ -330,6 +347,7 @@ def _run(
                         other.cancel()
         except KeyboardInterrupt:
             log.warning("interrupted: finished downloads are kept; run again to resume")
+            interrupt.set()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return list(pending.values())

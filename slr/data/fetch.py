@@ -35,6 +35,7 @@ YTDLP_HOSTS = ("youtube.com", "youtu.be", "vimeo.com", "dailymotion.com")
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) slr-wlasl-download"
 # aslpro.com serves its .swf files only with this Referer (as in the official WLASL downloader)
 REFERERS = {"www.aslpro.com": "http://www.aslpro.com/cgi-bin/aslpro/aslpro.cgi"}
+INTERRUPTED = "interrupted (Ctrl-C)"
 YTDLP_NOTE = "yt-dlp not installed: pip install -e '.[download]' (or pip install yt-dlp)"
 
 
@@ -49,7 +50,7 @@ class Result:
 class Retryable(Exception):
     """A failure that may pass: timeout, 429, 5xx, a dropped connection."""
 
-    def __init__(self, reason: str, wait: float | None = None, status: str = "error") -> None:
+    def __init__(self, reason: str, wait: float | None = None, status: str = ERROR) -> None:
         super().__init__(reason)
         self.reason, self.wait, self.status = reason, wait, status
 
@@ -124,9 +125,11 @@ class _Final(Exception):
         self.result = result
 
 
-def _http_once(url: str, part: Path, timeout: float) -> tuple[str | None, str, int]:
+def _http_once(
+    url: str, part: Path, timeout: float, stop: threading.Event
+) -> tuple[str | None, str, int]:
     """One GET into `part`: (extension or None, why not a video, bytes). Raises Retryable or
-    _Final."""
+    _Final; gives up between two blocks once `stop` is set."""
     headers = {"User-Agent": USER_AGENT}
     referer = REFERERS.get(urlparse(url).hostname or "")
     if referer:
@@ -139,6 +142,8 @@ def _http_once(url: str, part: Path, timeout: float) -> tuple[str | None, str, i
             size, head = 0, b""
             with part.open("wb") as f:
                 while chunk := response.read(1 << 16):
+                    if stop.is_set():
+                        raise _Final(Result(SKIPPED, INTERRUPTED))
                     if len(head) < 64:
                         head += chunk[:64]
                     f.write(chunk)
@@ -183,20 +188,25 @@ def fetch_http(
     backoff: float,
     max_backoff: float,
     limiter: HostLimiter,
+    stop: threading.Event | None = None,
 ) -> Result:
-    """GET `url` into raw_dir/<key><ext>, retrying what may pass with exponential backoff."""
+    """GET `url` into raw_dir/<key><ext>, retrying what may pass with exponential backoff.
+    Setting `stop` (Ctrl-C) ends the attempt under way and skips the retries."""
+    stop = stop or threading.Event()
     part = raw_dir / f".{key}.part"
     host = urlparse(url).hostname or ""
     try:
         for attempt in range(retries + 1):
             limiter.wait(host)
+            if stop.is_set():
+                return Result(SKIPPED, INTERRUPTED)
             try:
-                ext, why, size = _http_once(url, part, timeout)
+                ext, why, size = _http_once(url, part, timeout, stop)
             except Retryable as e:
                 if attempt == retries:
                     return Result(e.status, f"{e.reason} ({attempt + 1} attempts)")
                 wait = e.wait if e.wait is not None else backoff * 2**attempt
-                time.sleep(min(max_backoff, wait) * random.uniform(0.8, 1.2))
+                stop.wait(min(max_backoff, wait) * random.uniform(0.8, 1.2))
                 continue
             except _Final as e:
                 return e.result

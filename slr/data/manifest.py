@@ -22,6 +22,22 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def writable_folder(folder: Path, command: str) -> None:
+    """Create `folder` if need be and check that files can be written there, so an unwritable
+    data.root fails once, up front, instead of once per video."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        test = folder / f".write-test-{os.getpid()}"
+        test.write_bytes(b"")
+        test.unlink()
+    except OSError as e:
+        raise PermissionError(
+            f"{command} cannot write to {folder} ({e.strerror or e}). It writes its files under "
+            "data.root: make that folder writable, or copy WLASL_v0.3.json (and nslt_*.json) "
+            "to a writable folder and set data.root to it."
+        ) from e
+
+
 class Manifest:
     """Rows keyed by video_id, written whole and atomically at most every `interval` seconds
     (always on `flush`). Rows of videos outside this run's subset are kept as they were.

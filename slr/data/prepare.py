@@ -15,10 +15,10 @@ import av
 from tqdm import tqdm
 
 from slr.data import download as dl
-from slr.data.manifest import Manifest, status_table, write_missing
+from slr.data.manifest import Manifest, status_table, writable_folder, write_missing
 from slr.data.trim import Cut, cut_video, pick_encoder, probe
 from slr.data.video import DECODE_ERRORS, DecodeError
-from slr.data.wlasl import INDEX_FILE, SPLITS, VIDEO_DIR, Instance, load_index, read_subset
+from slr.data.wlasl import SPLITS, VIDEO_DIR, Instance
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +183,11 @@ def prepare(
         progress: show a progress bar.
     """
     root = Path(root)
-    index_path = root / INDEX_FILE
-    entries = load_index(index_path)
-    if split_file is not None and not Path(split_file).is_absolute():
-        split_file = root / split_file
-    scope = read_subset(index_path, subset, split_file)
-    instances = {i.video_id: i for split in SPLITS for i in scope.splits[split]}
+    entries, instances = dl.read_scope(root, subset, split_file)
     sources = {str(r["video_id"]): r.get("source", "") for e in entries for r in e["instances"]}
     video_dir, quarantine = root / VIDEO_DIR, root / QUARANTINE_DIR
-    video_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (root, video_dir):
+        writable_folder(folder, "slr.prepare")
     for stale in video_dir.glob(".*.tmp.mp4"):  # left by a killed run
         stale.unlink()
     codec = codec or pick_encoder()

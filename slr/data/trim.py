@@ -99,7 +99,7 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
     An end past the last frame is clamped (and said so); a start past it is an error; a decoding
     error fails the cuts not finished by then and keeps those that were.
     """
-    writers: dict[int, _Writer] = {}
+    writers: dict[int, _Writer] = {}  # open encoders: cuts under way, closed when done
     total = None
     try:
         with av.open(str(source)) as container:
@@ -121,25 +121,20 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
                         if k not in writers:
                             writers[k] = _Writer(cut.path, rate, frame.width, frame.height, codec)
                         writers[k].write(frame)
+                        if i + 1 == cut.stop:  # done: a source with 100+ signs must not hold
+                            _close(cut, writers.pop(k))  # 100+ encoders open at once
                 count = i + 1
             else:
                 total = count
-                listed = stream.frames
-                # some WLASL clips list 1-3 frames more than decode; far fewer means cut short
-                if listed and count < 0.9 * listed - 3:
-                    raise DecodeError(f"decoded {count} of the {listed} frames the file lists")
+                _check_not_cut_short(count, stream.frames)
     except (DecodeError, *DECODE_ERRORS) as e:
-        for k, cut in enumerate(cuts):
-            finished = k in writers and writers[k].count == (cut.stop or 0) - cut.start
+        for cut in cuts:
+            finished = cut.stop is not None and cut.written == cut.stop - cut.start
             if not finished:
-                cut.error = f"decoding failed: {e}"
+                cut.error = cut.error or f"decoding failed: {e}"
     finally:
-        for k, writer in writers.items():
-            cuts[k].written = writer.count
-            try:
-                writer.close()
-            except DECODE_ERRORS as e:
-                cuts[k].error = cuts[k].error or f"encoding failed: {e}"
+        for k, writer in writers.items():  # those running to the end, or cut short
+            _close(cuts[k], writer)
     if total is not None:
         for cut in cuts:
             if cut.error:
@@ -147,15 +142,29 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
             if cut.start >= total:
                 cut.error = (
                     f"frame_start {cut.inst.frame_start} is past the video's end "
-                    f"({total} frames at {float(rate):.3g} fps)"
+                    f"({total} frames at {float(rate):.4g} fps)"
                 )
             elif cut.stop is not None and cut.stop > total:
                 cut.clamped = (
                     f"frame_end {cut.inst.frame_end} is past the last frame "
-                    f"({total} at {float(rate):.3g} fps); clamped"
+                    f"({total} at {float(rate):.4g} fps); clamped"
                 )
                 log.info("%s: %s", cut.inst.video_id, cut.clamped)
     return total
+
+
+def _check_not_cut_short(decoded: int, listed: int) -> None:
+    """Some WLASL clips list 1-3 frames more than decode; far fewer means a truncated file."""
+    if listed and decoded < 0.9 * listed - 3:
+        raise DecodeError(f"decoded {decoded} of the {listed} frames the file lists")
+
+
+def _close(cut: Cut, writer: _Writer) -> None:
+    cut.written = writer.count
+    try:
+        writer.close()
+    except DECODE_ERRORS as e:
+        cut.error = cut.error or f"encoding failed: {e}"
 
 
 @dataclass
@@ -187,7 +196,5 @@ def probe(path: Path, expected: int | None = None) -> Probe:
         last.to_ndarray(format="rgb24")
         if expected is not None and count != expected:
             raise DecodeError(f"{count} frames decode, {expected} were written")
-        listed = stream.frames
-        if listed and count < 0.9 * listed - 3:
-            raise DecodeError(f"decoded {count} of the {listed} frames the file lists")
+        _check_not_cut_short(count, stream.frames)
         return Probe(count, float(rate) if rate else 0.0, first.shape[1], first.shape[0])

@@ -114,7 +114,8 @@ def read_subset(
             )
         if subset > len(entries):
             raise ValueError(
-                f"data.subset={subset} but {index_path} has only {len(entries)} glosses"
+                f"data.subset={subset} but {index_path} has only {len(entries)} glosses: "
+                "use a smaller subset, or data.subset=null for all of them"
             )
         entries = entries[:subset]
     glosses = [e["gloss"] for e in entries]
