@@ -91,6 +91,8 @@ def export_torchscript(model: nn.Module, sample: torch.Tensor, path: Path) -> No
     """torch.jit.trace: the trace records shapes as ops, so batch and frame counts stay free."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still loads
+        # nn.LSTM's input checks compare sizes in Python; freezing those checks is harmless
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model, (sample,))
     traced.save(str(path))
 

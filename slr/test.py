@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -27,6 +28,8 @@ from slr.models.checkpoint import load_checkpoint
 from slr.runs import record_data, to_builtin, write_json
 
 log = logging.getLogger(__name__)
+# raised inside Lightning's own predict loop (pytorch_lightning 2.6 with torch 2.14), not ours
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def test_loader(datamodule: WLASLDataModule, num_views: int) -> DataLoader:
