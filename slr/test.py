@@ -28,11 +28,11 @@ from slr.models.checkpoint import load_checkpoint
 from slr.runs import record_data, to_builtin, write_json
 
 log = logging.getLogger(__name__)
-# raised inside Lightning's own predict loop (pytorch_lightning 2.6 with torch 2.14), not ours
+# raised inside Lightning's own loops (pytorch_lightning 2.6 with torch 2.14), not ours
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-def test_loader(datamodule: WLASLDataModule, num_views: int) -> DataLoader:
+def make_test_loader(datamodule: WLASLDataModule, num_views: int) -> DataLoader:
     """The test split, one window per video (live or cached, as data.features says) or
     `num_views` windows per video, always decoded live: a feature store holds one test view."""
     if num_views == 1:
@@ -103,7 +103,7 @@ def evaluate(cfg: DictConfig) -> dict:
         )
     data_counts = record_data(datamodule, run_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    outputs = trainer.predict(module, dataloaders=test_loader(datamodule, num_views))
+    outputs = trainer.predict(module, dataloaders=make_test_loader(datamodule, num_views))
     predictions = Predictions.gather(outputs, len(glosses))
     report = build_report(predictions, glosses, num_views)
 

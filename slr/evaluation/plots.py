@@ -105,7 +105,7 @@ def plot_per_class(
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("accuracy")
     ax.set_title("Per-class accuracy on the test split")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # clear of the bars
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
