@@ -164,6 +164,8 @@ def export(
         raise ValueError(f"format={fmt}: use one of {', '.join(FORMATS)}")
     module = load_checkpoint(ckpt_path)
     net = module.net.eval()
+    # the export computes in float32; bf16 autocast is a speed option of the PyTorch backbone
+    net.encoder.bf16 = False
     spec = module.hparams.preprocessing
     path = Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[fmt])
     path.parent.mkdir(parents=True, exist_ok=True)
