@@ -103,6 +103,11 @@ def evaluate(cfg: DictConfig) -> dict:
         )
     data_counts = record_data(datamodule, run_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    if trainer.world_size > 1:  # predict() would return each process's share of the videos only
+        raise ValueError(
+            f"slr.test evaluates on one device; got {trainer.world_size} processes "
+            "(set trainer.devices=1 trainer.num_nodes=1)"
+        )
     outputs = trainer.predict(module, dataloaders=make_test_loader(datamodule, num_views))
     predictions = Predictions.gather(outputs, len(glosses))
     report = build_report(predictions, glosses, num_views)
