@@ -134,7 +134,8 @@ class SignLitModule(pl.LightningModule):
             probs = self.logits(batch).softmax(dim=-1)  # (B, C)
         else:
             b, v = frames.shape[:2]
-            logits = self.net(frames.flatten(0, 1), lengths.flatten())  # (B*V, T, 3, S, S) in
+            # (B, V, T, 3, S, S) -> (B*V, T, 3, S, S): every view of every video is one clip
+            logits = self.net(frames.flatten(0, 1), lengths.flatten())
             probs = logits.softmax(dim=-1).view(b, v, -1).mean(dim=1)  # (B*V, C) -> (B, C)
         return {**out, "label": batch["label"].cpu(), "probs": probs.float().cpu()}
 
