@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import pytest
 import torch
 from hydra import compose, initialize
@@ -124,3 +126,31 @@ def test_configs_need_a_checkpoint(name):
         assert OmegaConf.is_missing(cfg, "input") and cfg.topk == 5 and cfg.num_views == 1
     else:
         assert cfg.format == "onnx"
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "pix_fmt", "size", "fps"),
+    [
+        ("odd.mov", "libx264", "yuv444p", (35, 21), 30000 / 1001),  # odd size, NTSC rate
+        ("deep.mp4", "libx264", "yuv420p10le", (64, 48), 25),  # 10-bit
+        ("tall.mkv", "mpeg4", "yuv420p", (98, 162), 50),  # portrait
+        ("mjpeg.avi", "mjpeg", "yuvj422p", (64, 64), 15),
+        ("anim.gif", "gif", "rgb8", (40, 30), 10),
+    ],
+)
+def test_any_size_rate_and_codec(ckpt, tmp_path, name, codec, pix_fmt, size, fps):
+
+    path, (width, height) = tmp_path / name, size
+    try:
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+            for _ in range(6):
+                pixels = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8).numpy()
+                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode())
+    except av.FFmpegError as e:
+        pytest.skip(f"this PyAV build cannot write {codec}/{pix_fmt}: {e}")
+    result = Predictor(ckpt, device="cpu")(path)
+    assert result["frames"] == 4 and len(result["glosses"]) == 5
