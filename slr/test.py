@@ -1,24 +1,91 @@
-"""Evaluate a checkpoint on the test split: `python -m slr.test ckpt_path=PATH [data overrides]`."""
+"""Evaluate a checkpoint on the test split and write its report:
+`python -m slr.test ckpt_path=PATH [data overrides] [test.num_views=N]`."""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
+from torch.utils.data import DataLoader
 
+from slr.data.datamodule import WLASLDataModule
+from slr.data.dataset import collate_clips
+from slr.evaluation import plots
+from slr.evaluation.report import (
+    Predictions,
+    Report,
+    build_report,
+    summary_table,
+    write_per_gloss_csv,
+)
+from slr.evaluation.views import MultiViewClips
 from slr.models.checkpoint import load_checkpoint
 from slr.runs import record_data, to_builtin, write_json
 
 log = logging.getLogger(__name__)
+# raised inside Lightning's own loops (pytorch_lightning 2.6 with torch 2.14), not ours
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def make_test_loader(datamodule: WLASLDataModule, num_views: int) -> DataLoader:
+    """The test split, one window per video (live or cached, as data.features says) or
+    `num_views` windows per video, always decoded live: a feature store holds one test view."""
+    if num_views == 1:
+        datamodule.setup("test")
+        return datamodule.test_dataloader()
+    if datamodule.hparams.features == "cached":
+        log.info("test.num_views=%d: decoding the test videos live (the store holds one view)",
+                 num_views)  # fmt: skip
+    h = datamodule.hparams
+    return DataLoader(
+        MultiViewClips(datamodule.dataset("test"), num_views),
+        batch_size=h.batch_size,
+        num_workers=h.num_workers,
+        collate_fn=collate_clips,
+    )
+
+
+def write_plots(run_dir: Path, report: Report, glosses: list[str], ckpt_path: str) -> dict:
+    """The PNGs that can be drawn, and for each one that cannot, why."""
+    written, skipped = [], {}
+    names = ("confusion_matrix.png", "per_class_accuracy.png", "training_curves.png")
+    reason = plots.plots_unavailable()
+    if reason:
+        log.warning("plots skipped: %s", reason)
+        return {"plots": [], "plots_skipped": dict.fromkeys(names, reason)}
+    plots.plot_confusion(run_dir / names[0], report.confusion, glosses)
+    plots.plot_per_class(
+        run_dir / names[1],
+        report.per_class_top1,
+        report.per_class_top5,
+        glosses,
+        report.metrics["test/chance_top1"],
+    )
+    written += names[:2]
+    # the checkpoint sits in RUN/checkpoints/, the training log in RUN/csv/metrics.csv
+    train_log = Path(ckpt_path).resolve().parent.parent / "csv" / "metrics.csv"
+    series = plots.read_epoch_metrics(train_log) if train_log.is_file() else {}
+    if series:
+        plots.plot_training_curves(run_dir / names[2], series)
+        written.append(names[2])
+    else:
+        skipped[names[2]] = f"no per-epoch training log at {train_log}"
+        log.warning("training curves skipped: no per-epoch training log at %s", train_log)
+    return {"plots": written, "plots_skipped": skipped}
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Test `cfg.ckpt_path` on `cfg.data`'s test split; write test_metrics.json; return metrics."""
+    """Test `cfg.ckpt_path` on `cfg.data`'s test split; write test_metrics.json, per_gloss.csv and
+    the plots into the run directory; return the metrics."""
     run_dir = Path(cfg.paths.output_dir)
+    num_views = int(cfg.test.num_views)
+    if num_views < 1:
+        raise ValueError(f"test.num_views={num_views}: use 1 or more windows per video")
     module = load_checkpoint(cfg.ckpt_path)
     with open_dict(cfg):
         for key, value in module.hparams.preprocessing.items():
@@ -27,27 +94,37 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.use_encoder(module.net.encoder)
     datamodule.prepare_data()
-    if datamodule.glosses != module.hparams.glosses:
+    glosses = module.hparams.glosses
+    if datamodule.glosses != glosses:
         raise ValueError(
-            f"{cfg.ckpt_path} was trained on {len(module.hparams.glosses)} glosses, but data "
+            f"{cfg.ckpt_path} was trained on {len(glosses)} glosses, but data "
             f"(root={cfg.data.root}, subset={cfg.data.subset}) has {datamodule.num_classes} "
             "or a different order; test on the data it was trained on"
         )
     data_counts = record_data(datamodule, run_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    (results,) = trainer.test(module, datamodule=datamodule)
-    metrics = {**to_builtin(results), "ckpt_path": str(cfg.ckpt_path), "videos": data_counts}
+    if trainer.world_size > 1:  # predict() would return each process's share of the videos only
+        raise ValueError(
+            f"slr.test evaluates on one device; got {trainer.world_size} processes "
+            "(set trainer.devices=1 trainer.num_nodes=1)"
+        )
+    outputs = trainer.predict(module, dataloaders=make_test_loader(datamodule, num_views))
+    predictions = Predictions.gather(outputs, len(glosses))
+    report = build_report(predictions, glosses, num_views)
+
+    write_per_gloss_csv(run_dir / "per_gloss.csv", report.per_gloss)
+    files = write_plots(run_dir, report, glosses, cfg.ckpt_path)
+    metrics = {
+        **to_builtin(report.metrics),
+        "ckpt_path": str(cfg.ckpt_path),
+        "videos": data_counts,
+        "classes_without_videos": report.glosses_without_videos,
+        "failed_videos": predictions.errors,
+        "report": {"per_gloss_csv": "per_gloss.csv", **files},
+    }
     write_json(run_dir / "test_metrics.json", metrics)
-    test = data_counts["test"]
-    log.info(
-        "test: top-1 %.2f%%, top-5 %.2f%% per instance; top-1 %.2f%%, top-5 %.2f%% per class; "
-        "%d videos evaluated of %d (%d missing, %d failed to decode)",
-        *(100 * metrics[f"test/{k}"] for k in ("top1", "top5", "top1_class", "top5_class")),
-        metrics["test/videos"],
-        test["nominal"],
-        test["missing"],
-        metrics["test/skipped"],
-    )
+    log.info("\n%s", summary_table(report, data_counts["test"]))
+    log.info("report written to %s", run_dir)
     return metrics
 
 

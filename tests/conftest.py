@@ -76,3 +76,44 @@ def run_train(root: Path, *overrides: str, multirun: bool = False, timeout: int 
     return subprocess.run(
         [*cmd, *overrides], cwd=REPO, capture_output=True, text=True, timeout=timeout, **kwargs
     )
+
+
+def save_random_checkpoint(
+    path: Path,
+    glosses: list[str],
+    num_frames: int = 4,
+    image_size: int = 32,
+    lstm_hidden: int = 16,
+    seed: int = 0,
+) -> Path:
+    """An slr checkpoint of an untrained network (random-init backbone) in the layout
+    `load_checkpoint` reads: for inference and export tests that need no training run."""
+    import torch
+    from hydra.utils import instantiate
+
+    from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from slr.models.module import SignLitModule
+
+    net_config = {
+        "_target_": "slr.models.mobilenet_lstm.SignClassifier",
+        "num_classes": len(glosses),
+        "lstm_hidden": lstm_hidden,
+        "backbone": {"_target_": "slr.models.encoder.FrameEncoder", "weights": None},
+    }
+    torch.manual_seed(seed)
+    preprocessing = {
+        "num_frames": num_frames,
+        "image_size": image_size,
+        "bbox_margin": 0.15,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
+    module = SignLitModule(
+        net=instantiate(net_config),
+        glosses=glosses,
+        net_config=net_config,
+        preprocessing=preprocessing,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path

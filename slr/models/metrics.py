@@ -49,3 +49,15 @@ class TopKAccuracy(Metric):
         """(C,) top-k accuracy of each class; NaN where a class has no video."""
         hits = self.hits[self.ks.index(k)]
         return torch.where(self.support > 0, hits / self.support.clamp(min=1), torch.nan)
+
+
+def chance_accuracy(k: int, num_classes: int) -> float:
+    """Top-k accuracy of a uniformly random ranking: per instance and, equally, per class."""
+    return min(k, num_classes) / num_classes
+
+
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, C) int64 counts: row = true class, column = predicted class, from (N,) pred/target."""
+    flat = target * num_classes + pred  # (N,) cell index in the row-major (C, C) matrix
+    counts = torch.bincount(flat, minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes)  # (C*C,) -> (C, C)

@@ -124,6 +124,22 @@ class SignLitModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test", self.test_acc, self.test_skipped)
 
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict:
+        """Class probabilities per video. With several views per video (`frames` (B, V, T, 3,
+        S, S), `length` (B, V)), each view's softmax, averaged over the views."""
+        out = {"video_id": batch["video_id"], "errors": batch["errors"]}
+        if not batch["video_id"]:
+            return out
+        frames, lengths = batch.get("frames"), batch["length"]
+        if frames is None or frames.dim() == 5:  # one view, or cached features
+            probs = self.logits(batch).softmax(dim=-1)  # (B, C)
+        else:
+            b, v = frames.shape[:2]
+            # (B, V, T, 3, S, S) -> (B*V, T, 3, S, S): every view of every video is one clip
+            logits = self.net(frames.flatten(0, 1), lengths.flatten())
+            probs = logits.softmax(dim=-1).view(b, v, -1).mean(dim=1)  # (B*V, C) -> (B, C)
+        return {**out, "label": batch["label"].cpu(), "probs": probs.float().cpu()}
+
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer(params=params)

@@ -1,0 +1,1 @@
+"""Test-time evaluation: multi-view clips, the test report (tables, per-gloss CSV) and its plots."""
