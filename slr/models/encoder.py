@@ -162,7 +162,8 @@ class FrameEncoder(nn.Module):
         hashed module; the folded copy is rebuilt whenever any of its tensors was replaced,
         moved or changed in place (load_state_dict, .to(), ...)."""
         tensors = [*self.backbone.parameters(), *self.backbone.buffers()]
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        # inference tensors (a module built under inference mode) keep no version counter
+        key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
         cached = self.__dict__.get("_folded")  # a plain attribute: not a submodule, not saved
         if cached is None or cached[0] != key:
             cached = (key, fold_batchnorm(self.backbone))

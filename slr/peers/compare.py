@@ -263,6 +263,9 @@ def compare(
                 log.info("%s %s ready after %.0f s", name, case, w.receive()["seconds"])
         rates: dict[str, dict[str, list[float]]] = {c: {n: [] for n in workers} for c in cases}
         for case in cases:
+            for w in workers.values():  # one untimed run each: this case's model was built
+                w.send({"op": "time", "case": case, "min_seconds": 0.0})  # minutes ago
+                w.receive()
             for _ in range(repeats):
                 for name, w in workers.items():
                     w.send({"op": "time", "case": case, "min_seconds": min_seconds})
