@@ -237,8 +237,8 @@ def compare(
             workers[name] = Worker(name, impl["framework"], exe, threads, log_dir_path)
         versions = {name: w.receive()["version"] for name, w in workers.items()}
         log.info(
-            "building and warming up %d cases in %s (Keras 3 traces one backbone call "
-            "per frame: minutes)",
+            "building and warming up %d cases in %s at once (Keras 3 takes minutes: it "
+            "traces one backbone call per frame)",
             len(cases),
             ", ".join(workers),
         )

@@ -51,8 +51,6 @@ class SlrBackend:
         import torch
 
         torch.set_num_threads(threads)
-        self.torch = torch
-        self.nets: dict[tuple, Any] = {}
         self.version = f"torch {torch.__version__}"
 
     def build(
@@ -66,7 +64,7 @@ class SlrBackend:
         lr: float,
         weight_decay: float,
     ) -> Callable[[], Any]:
-        torch = self.torch
+        import torch
         import torch.nn.functional as F
 
         from slr.models.encoder import FrameEncoder
