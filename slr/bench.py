@@ -1,5 +1,6 @@
 """Speed of the parts that decide a run's wall time, measured side by side on this machine:
-`python -m slr.bench [image_size=224 num_frames=30 batch_size=4 clips=DIR]`.
+`python -m slr.bench [image_size=224 num_frames=30 batch_size=4 clips=DIR]`; or slr against the
+same network in another framework: `python -m slr.bench peer=keras` (see slr.peers.compare).
 
 Prints a table and one JSON line. Each pair is timed alternately (A, B, A, B, ...) and reported as
 medians, so that load from elsewhere on a shared machine hits both sides alike."""
@@ -18,7 +19,8 @@ import av
 import hydra
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 from torchvision.models import mobilenet_v2
 
 from slr.data.dataset import ClipDataset
@@ -27,6 +29,7 @@ from slr.data.transforms import ClipTransform
 from slr.data.wlasl import Instance
 from slr.models.encoder import FrameEncoder
 from slr.models.mobilenet_lstm import SignClassifier
+from slr.peers import compare
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +110,43 @@ def backbone_rates(cfg: DictConfig) -> dict[str, float]:
     return alternate(rates, cfg.repeats)
 
 
+def clip_dataset(clips: str, num_frames: int, image_size: int) -> tuple[list[Path], ClipDataset]:
+    """The .mp4 files in `clips` and an eval-mode dataset over them."""
+    files = sorted(Path(clips).glob("*.mp4"))
+    if not files:
+        raise FileNotFoundError(f"bench.clips={clips} holds no .mp4 files")
+    instances = [Instance(f.stem, 0, "", "test") for f in files]
+    transform = ClipTransform(image_size=image_size)
+    return files, ClipDataset(instances, files[0].parent, num_frames, transform)
+
+
+@torch.inference_mode()
+def bf16_feature_error(cfg: DictConfig) -> dict[str, float]:
+    """How far bf16 autocast moves the encoder's features from fp32 on the real clips: cosine
+    similarity and relative L2 error per frame (random-init backbone, as everywhere here)."""
+    _, dataset = clip_dataset(cfg.clips, cfg.bf16_frames, cfg.image_size)
+    fp32, bf16 = FrameEncoder(weights=None), FrameEncoder(weights=None, bf16=True)
+    cosine, error = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        frames, n = item["frames"][None], int(item["length"])  # (1, T, 3, S, S)
+        a, b = fp32(frames)[0, :n], bf16(frames)[0, :n]  # (n, 1280) each
+        cosine.append(F.cosine_similarity(a, b, dim=1))
+        error.append((a - b).norm(dim=1) / a.norm(dim=1))
+    cos, err = torch.cat(cosine), torch.cat(error)
+    return {
+        "bf16_frames_compared": len(cos),
+        "bf16_cosine_mean": cos.mean().item(),
+        "bf16_cosine_min": cos.min().item(),
+        "bf16_rel_error_mean": err.mean().item(),
+        "bf16_rel_error_max": err.max().item(),
+    }
+
+
 def loader_rates(cfg: DictConfig) -> dict[str, float]:
     """Frames/s delivered: the project's clip loader (decode, crop, resize, normalize) against a
     bare PyAV decode of the same files converting the same sampled frames to RGB arrays."""
-    files = sorted(Path(cfg.clips).glob("*.mp4"))
-    if not files:
-        raise FileNotFoundError(f"bench.clips={cfg.clips} holds no .mp4 files")
-    instances = [Instance(f.stem, 0, "", "test") for f in files]
-    transform = ClipTransform(image_size=cfg.image_size)
-    dataset = ClipDataset(instances, files[0].parent, cfg.num_frames, transform)
+    files, dataset = clip_dataset(cfg.clips, cfg.num_frames, cfg.image_size)
     delivered = 0
     for i in range(len(dataset)):
         delivered += int(dataset[i]["length"])
@@ -167,7 +198,8 @@ def run(cfg: DictConfig) -> dict:
     }
     if "slr_bf16" in backbone:
         result["backbone_fps_slr_bf16"] = backbone["slr_bf16"]
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+        result.update(bf16_feature_error(cfg))
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
 
 
 def table(r: dict, cfg: DictConfig) -> str:
@@ -186,14 +218,26 @@ def table(r: dict, cfg: DictConfig) -> str:
         ("sweep hours cached (incl. extraction)", r["sweep_hours_cached"], ""),
     ]
     if "backbone_fps_slr_bf16" in r:
-        rows.insert(5, ("backbone frames/s, slr bf16", r["backbone_fps_slr_bf16"], ""))
+        rows[5:5] = [
+            ("backbone frames/s, slr bf16", r["backbone_fps_slr_bf16"], ""),
+            ("  bf16 feature cosine to fp32, mean", r["bf16_cosine_mean"], ""),
+            ("  bf16 feature cosine to fp32, min", r["bf16_cosine_min"], ""),
+            ("  bf16 feature relative error, mean", r["bf16_rel_error_mean"], ""),
+            ("  bf16 feature relative error, max", r["bf16_rel_error_max"], ""),
+        ]
     shape = r["shape"]
     head = f"B={shape['batch']} T={shape['frames']} {shape['image_size']}px on {r['machine']}"
-    return "\n".join([head] + [f"{name:45} {value:10.3f}  {note}" for name, value, note in rows])
+    return "\n".join([head] + [f"{name:45} {value:10.4f}  {note}" for name, value, note in rows])
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
+    if cfg.get("peer") is not None:
+        peer = OmegaConf.to_container(cfg.peer, resolve=True)
+        result = compare.compare(**peer, log_dir=HydraConfig.get().runtime.output_dir)
+        print(compare.table(result, peer["cases"]))
+        print(json.dumps(result))
+        return
     result = run(cfg)
     print(table(result, cfg))
     print(json.dumps(result))

@@ -3,11 +3,13 @@ frame of a clip by folding time into the batch (PyTorch's form of Keras' TimeDis
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -98,6 +100,20 @@ def calibrate_batchnorm(features: nn.Module, seed: int = 0) -> None:
         hook.remove()
 
 
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """A copy of an eval-mode network in which every BatchNorm2d that directly follows a Conv2d
+    (in a Sequential, as everywhere in MobileNetV2) is folded into that conv's weight and bias:
+    the same function up to float rounding, one pass over each activation fewer."""
+    net = copy.deepcopy(net)
+    for seq in net.modules():
+        if isinstance(seq, nn.Sequential):
+            for i in range(len(seq) - 1):
+                if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                    seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                    seq[i + 1] = nn.Identity()
+    return net.to(memory_format=torch.channels_last)
+
+
 class FrameEncoder(nn.Module):
     """Frozen MobileNetV2 over every real frame of a clip: (B, T, 3, H, W) -> (B, T, 1280).
 
@@ -105,7 +121,7 @@ class FrameEncoder(nn.Module):
     encoder applies ImageNet mean/std itself, chunk by chunk, so no full-size float copy of a
     batch ever exists.
 
-    Frozen means: no parameter requires grad, the forward runs without autograd, and the module
+    Frozen means: no parameter requires grad, the forward runs in inference mode, and the module
     stays in eval mode whatever `.train()` says, so BatchNorm statistics never move.
 
     Args:
@@ -140,24 +156,40 @@ class FrameEncoder(nn.Module):
     def train(self, mode: bool = True) -> FrameEncoder:
         return super().train(False)  # frozen BatchNorm: always eval
 
-    @torch.no_grad()
+    def folded(self) -> nn.Module:
+        """The backbone with BatchNorm folded into the convolutions, the one forward runs
+        (1.8x faster on a 2-core CPU at 224 px). `self.backbone` stays the saved, loaded and
+        hashed module; the folded copy is rebuilt whenever any of its tensors was replaced,
+        moved or changed in place (load_state_dict, .to(), ...)."""
+        tensors = [*self.backbone.parameters(), *self.backbone.buffers()]
+        # inference tensors (a module built under inference mode) keep no version counter
+        key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+        cached = self.__dict__.get("_folded")  # a plain attribute: not a submodule, not saved
+        if cached is None or cached[0] != key:
+            cached = (key, fold_batchnorm(self.backbone))
+            self.__dict__["_folded"] = cached
+        return cached[1]
+
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Features of the real frames; padded frames (t >= length) get zeros and cost nothing."""
         b, t = frames.shape[:2]
-        flat = frames.flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, 3, H, W)
+        # allocated outside inference mode: a normal tensor, which training may save for backward
         out = torch.zeros(b * t, self.out_dim, device=frames.device)  # (B*T, 1280)
-        if lengths is None:
-            real = torch.arange(b * t, device=frames.device)
-        else:
-            mask = torch.arange(t, device=frames.device) < lengths.to(frames.device)[:, None]
-            real = mask.flatten().nonzero().squeeze(1)  # (B, T) -> indices into B*T
-        step = self.chunk_frames if self.chunk_frames > 0 else len(real)
-        autocast = torch.autocast(frames.device.type, torch.bfloat16, enabled=self.bf16)
-        for i in range(0, len(real), step):
-            rows = real[i : i + step]
-            x = flat[rows].float().contiguous(memory_format=torch.channels_last)  # (n, 3, H, W)
-            x = x.sub_(self.mean).div_(self.std)
-            with autocast:
-                y = self.backbone(x).mean(dim=(2, 3))  # (n, 1280, h, w) -> (n, 1280)
-            out[rows] = y.float()
+        backbone = self.folded()
+        with torch.inference_mode():
+            flat = frames.flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, 3, H, W)
+            if lengths is None:
+                real = torch.arange(b * t, device=frames.device)
+            else:
+                mask = torch.arange(t, device=frames.device) < lengths.to(frames.device)[:, None]
+                real = mask.flatten().nonzero().squeeze(1)  # (B, T) -> indices into B*T
+            step = self.chunk_frames if self.chunk_frames > 0 else len(real)
+            autocast = torch.autocast(frames.device.type, torch.bfloat16, enabled=self.bf16)
+            for i in range(0, len(real), step):
+                rows = real[i : i + step]
+                x = flat[rows].float().contiguous(memory_format=torch.channels_last)  # (n,3,H,W)
+                x = x.sub_(self.mean).div_(self.std)
+                with autocast:
+                    y = backbone(x).mean(dim=(2, 3))  # (n, 1280, h, w) -> (n, 1280)
+                out[rows] = y.float()
         return out.view(b, t, self.out_dim)  # (B*T, 1280) -> (B, T, 1280)
