@@ -25,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from slr.data.video import DECODE_ERRORS, DecodeError
 from slr.evaluation.views import load_views
 from slr.models.checkpoint import load_checkpoint
+from slr.runs import require
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,8 @@ def predict(cfg: DictConfig) -> list[dict]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    require(cfg, "python -m slr.predict ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt "
+            "input=VIDEO_OR_FOLDER")  # fmt: skip
     results = predict(cfg)
     if any("error" in r for r in results):
         sys.exit(1)
