@@ -233,6 +233,8 @@ def predict(cfg: DictConfig) -> list[dict]:
     if cfg.num_views < 1:
         raise ValueError(f"num_views={cfg.num_views}: use 1 or more windows per video")
     videos = find_videos(cfg.input)
+    if cfg.output:  # made now: a path that cannot be written fails before the model loads
+        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     load_start = time.perf_counter()
     predictor = Predictor(
         cfg.ckpt_path,

@@ -49,7 +49,7 @@ def mixed_folder(shared_wlasl, tmp_path) -> Path:
 
 
 def test_cli_on_a_folder_with_broken_files(ckpt, mixed_folder, tmp_path):
-    out = tmp_path / "predictions.jsonl"
+    out = tmp_path / "results" / "predictions.jsonl"  # a folder that does not exist yet
     cmd = [sys.executable, "-m", "slr.predict", f"ckpt_path={ckpt}", f"input={mixed_folder}"]
     cmd.append(f"output={out}")
     # from the repo root, so this checkout's slr is the one imported
