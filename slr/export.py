@@ -20,6 +20,7 @@ from torch import nn
 
 from slr.models.checkpoint import load_checkpoint
 from slr.models.mobilenet_lstm import SignClassifier
+from slr.runs import require
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,8 @@ def _has_onnxruntime() -> bool:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
+    require(cfg, "python -m slr.export ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt "
+            "format=onnx")  # fmt: skip
     export(cfg.ckpt_path, cfg.format, cfg.output, cfg.check)
 
 

@@ -25,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from slr.data.video import DECODE_ERRORS, DecodeError
 from slr.evaluation.views import load_views
 from slr.models.checkpoint import load_checkpoint
+from slr.runs import require
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,8 @@ def predict(cfg: DictConfig) -> list[dict]:
     if cfg.num_views < 1:
         raise ValueError(f"num_views={cfg.num_views}: use 1 or more windows per video")
     videos = find_videos(cfg.input)
+    if cfg.output:  # made now: a path that cannot be written fails before the model loads
+        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
     load_start = time.perf_counter()
     predictor = Predictor(
         cfg.ckpt_path,
@@ -272,6 +275,8 @@ def predict(cfg: DictConfig) -> list[dict]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    require(cfg, "python -m slr.predict ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt "
+            "input=VIDEO_OR_FOLDER")  # fmt: skip
     results = predict(cfg)
     if any("error" in r for r in results):
         sys.exit(1)

@@ -8,12 +8,21 @@ import math
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from slr.data.datamodule import WLASLDataModule
 from slr.data.health import split_summary, summary_lines
 from slr.data.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
+
+
+def require(cfg: DictConfig, example: str) -> None:
+    """Stop before any work when a required (`???`) value is unset, saying which and showing a
+    command line that sets it (Hydra's own error names the key but not what to give it)."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ValueError(f"{', '.join(missing)} must be set, e.g. {example}")
 
 
 def write_json(path: Path, obj: dict) -> None:

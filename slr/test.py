@@ -25,7 +25,7 @@ from slr.evaluation.report import (
 )
 from slr.evaluation.views import MultiViewClips
 from slr.models.checkpoint import load_checkpoint
-from slr.runs import record_data, to_builtin, write_json
+from slr.runs import record_data, require, to_builtin, write_json
 
 log = logging.getLogger(__name__)
 # raised inside Lightning's own loops (pytorch_lightning 2.6 with torch 2.14), not ours
@@ -130,6 +130,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="test")
 def main(cfg: DictConfig) -> None:
+    require(cfg, "python -m slr.test ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt "
+            "data.root=/data/wlasl (or experiment=demo)")  # fmt: skip
     evaluate(cfg)
 
 

@@ -20,6 +20,7 @@ from slr.data.transforms import ClipTransform
 from slr.data.wlasl import Instance
 from slr.models.checkpoint import load_checkpoint
 from slr.predict import Predictor, find_videos, frame_range, predict_all
+from slr.runs import require
 from tests.conftest import save_random_checkpoint
 
 GLOSSES = [f"gloss{i}" for i in range(8)]
@@ -48,7 +49,7 @@ def mixed_folder(shared_wlasl, tmp_path) -> Path:
 
 
 def test_cli_on_a_folder_with_broken_files(ckpt, mixed_folder, tmp_path):
-    out = tmp_path / "predictions.jsonl"
+    out = tmp_path / "results" / "predictions.jsonl"  # a folder that does not exist yet
     cmd = [sys.executable, "-m", "slr.predict", f"ckpt_path={ckpt}", f"input={mixed_folder}"]
     cmd.append(f"output={out}")
     # from the repo root, so this checkout's slr is the one imported
@@ -122,6 +123,8 @@ def test_configs_need_a_checkpoint(name):
         cfg = compose(config_name=name)
     GlobalHydra.instance().clear()
     assert OmegaConf.is_missing(cfg, "ckpt_path")
+    with pytest.raises(ValueError, match=r"^ckpt_path(, input)? must be set, e\.g\. python -m"):
+        require(cfg, f"python -m slr.{name} ckpt_path=...")
     if name == "predict":
         assert OmegaConf.is_missing(cfg, "input") and cfg.topk == 5 and cfg.num_views == 1
     else:
