@@ -21,6 +21,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from slr.models.module import SignLitModule
 from slr.provenance import record_provenance
+from slr.rng_state import RngState
 from slr.runs import record_data, to_builtin, write_json
 from slr.status import BestEpoch, RunStatus
 
@@ -64,7 +65,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch],
+        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch, RngState()],
         logger=loggers or False,
     )
     status.enabled = trainer.is_global_zero  # now known for every launcher
