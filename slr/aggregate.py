@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import re
 import statistics
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from slr.data.manifest import atomic_write_text
 
 METRICS = {  # column -> key in metrics.json
     "val top-1": "val/top1",
@@ -176,22 +179,24 @@ def markdown(header: list[str], cells: list[list[str]]) -> str:
 
 
 def write_csv(path: Path, rows: list[Row], keys: list[str]) -> None:
-    """One line per row with plain numbers (fractions, seconds): mean, std and n per metric."""
+    """One line per row with plain numbers (fractions, seconds): mean, std and n per metric.
+    Written whole, as runs ending at once may each rewrite the table."""
     cols = [*METRICS, "epochs", "wall_s"]
     header = [*keys, "runs", "status", "dirs"]
     for col in cols:
         name = col.replace(" ", "_").replace("-", "")
         header += [name, f"{name}_std", f"{name}_n"]
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for row in rows:
-            line = [*(row.setting[k] for k in keys), len(row.runs), row_status(row)]
-            line.append(";".join(str(r.path) for r in row.runs))
-            for col in cols:
-                mean, std, n = row.stats.get(col, (None, None, 0))
-                line += [mean, std, n]
-            writer.writerow(line)
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        line = [*(row.setting[k] for k in keys), len(row.runs), row_status(row)]
+        line.append(";".join(str(r.path) for r in row.runs))
+        for col in cols:
+            mean, std, n = row.stats.get(col, (None, None, 0))
+            line += [mean, std, n]
+        writer.writerow(line)
+    atomic_write_text(path, out.getvalue())
 
 
 def aggregate(root: Path) -> str:
@@ -208,7 +213,7 @@ def aggregate(root: Path) -> str:
     if failed:
         errors = ["- {}: {}\n".format(r.path, " ".join(str(r.error).split())) for r in failed]
         text += "\nFailed runs (status.json has each traceback):\n\n" + "".join(errors)
-    (root / "aggregate.md").write_text(text)
+    atomic_write_text(root / "aggregate.md", text)
     write_csv(root / "aggregate.csv", rows, keys)
     return text
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from importlib import metadata
 
 import pytest
@@ -73,33 +71,6 @@ def test_checkpoint_rebuilds_the_same_network(train_cfg, tmp_path):
     state = torch.load(metrics["best_ckpt"], map_location="cpu", weights_only=False)["state_dict"]
     for key, value in module.state_dict().items():
         torch.testing.assert_close(value, state[key])
-
-
-def test_cli_multirun(tiny_root, tmp_path):
-    """The documented command line: a two-run grid with Hydra's -m and sweep dir override."""
-    sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "slr.train",
-        "-m",
-        "experiment=demo",
-        f"data.root={tiny_root}",
-        *TINY,
-        "trainer.max_epochs=1",
-        "model.lstm_hidden=8,16",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
-    assert len(runs) == 2
-    hidden = {
-        load_checkpoint(
-            json.loads((r / "metrics.json").read_text())["best_ckpt"]
-        ).net.lstm.hidden_size
-        for r in runs
-    }
-    assert hidden == {8, 16}
 
 
 def test_failed_run_records_its_error(train_cfg, tmp_path):
