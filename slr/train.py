@@ -27,7 +27,9 @@ from slr.status import BestEpoch, RunStatus
 
 log = logging.getLogger(__name__)
 
-DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+# what Lightning's DDP launcher sets in the launching process (OMP_NUM_THREADS along with
+# torch.set_num_threads: the cores shared out between the job's processes)
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
 
 # Under DDP Lightning suggests sync_dist=True for every epoch-level value; ours are torchmetrics
 # objects whose compute() already syncs across processes, so a second reduction adds nothing.
@@ -176,9 +178,11 @@ def own_process_group():
     next job would take them as "launched externally" and wait for ranks it never starts: undo
     both after each job."""
     before = {k: os.environ.get(k) for k in DDP_ENV}
+    threads = torch.get_num_threads()
     try:
         yield
     finally:
+        torch.set_num_threads(threads)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in before.items():
