@@ -28,6 +28,8 @@ METRICS = {  # column -> key in metrics.json
 }
 PERCENT = set(METRICS)
 FOLDED = ("seed",)  # runs differing only in these keys are repeats of one setting
+# how a run was started, not what it trained: a resumed run's overrides gain ckpt_path=last
+NOT_SETTINGS = ("ckpt_path",)
 
 
 @dataclass
@@ -72,7 +74,11 @@ def read_run(path: Path) -> Run:
     values["wall_s"] = metrics.get("wall_s", status.get("wall_s"))
     return Run(
         path=path,
-        overrides=dict(o.split("=", 1) for o in overrides if "=" in o),
+        overrides={
+            key: value
+            for key, value in (o.split("=", 1) for o in overrides if "=" in o)
+            if key not in NOT_SETTINGS
+        },
         status=state,
         values=values,
         error=status.get("error"),
