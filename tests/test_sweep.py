@@ -104,6 +104,9 @@ def test_optuna_maximizes_val_top1(tiny_root, tmp_path):
     assert len(values) == 2
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert result["best_value"] == pytest.approx(max(values))
+    # two tiny trials may tie, so the direction is checked in the config the trials ran with
+    hydra_cfg = yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert hydra_cfg["sweeper"]["direction"] == "maximize"
     assert {"optimizer.lr", "model.dropout"} <= set(result["best_params"])
 
 
