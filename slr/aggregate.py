@@ -211,7 +211,10 @@ def aggregate(root: Path) -> str:
         raise FileNotFoundError(f"{root} is not a directory (give a sweep or output directory)")
     runs = find_runs(root)
     if not runs:
-        raise FileNotFoundError(f"no runs under {root}: no status.json or metrics.json found")
+        raise FileNotFoundError(
+            f"no runs under {root}: no status.json or metrics.json found; give the directory of "
+            "a sweep (multirun/<date>/<time>-<uid>) or of runs (outputs/)"
+        )
     rows, keys = group(runs)
     header, cells = table(rows, keys, root)
     text = markdown(header, cells)
