@@ -46,5 +46,6 @@ class RngState(Callback):
         name, keys, *rest = states["numpy"]
         np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
         random.setstate(states["python"])
-        if "cuda" in states and torch.cuda.is_available():
+        # one state per GPU: only where the resumed run sees as many GPUs as the first one did
+        if "cuda" in states and len(states["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states["cuda"])
