@@ -166,9 +166,24 @@ def single_run_argv() -> None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hparams_search=")]
-    sys.argv = [sys.argv[0], *overrides]
+    sys.argv = [sys.argv[0], *config_flags(sys.argv[1:]), *overrides]
     with read_write(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+
+
+def config_flags(argv: list[str]) -> list[str]:
+    """Hydra's options that say where the config comes from (`-cd DIR`, `--config-name=X`): a
+    job's own command needs them too, or its other ranks compose another config."""
+    keep, args = [], iter(argv)
+    for arg in args:
+        if arg in CONFIG_FLAGS:
+            keep += [arg, next(args, "")]
+        elif arg.split("=", 1)[0] in CONFIG_FLAGS:
+            keep.append(arg)
+    return keep
 
 
 @contextmanager

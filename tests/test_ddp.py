@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from slr.data.demo import make_demo_dataset
 from slr.models.checkpoint import load_checkpoint
-from slr.train import own_process_group
+from slr.train import config_flags, own_process_group
 from tests.conftest import run_train
 
 
@@ -79,3 +79,10 @@ def test_each_sweep_job_leaves_the_process_as_it_found_it(monkeypatch):
     assert "LOCAL_RANK" not in os.environ
     assert os.environ["OMP_NUM_THREADS"] == "3"
     assert torch.get_num_threads() == threads
+
+
+def test_a_sweep_jobs_command_keeps_the_config_source():
+    """Ranks 1.. of a swept DDP job re-run its own command: the flags naming the config stay,
+    the sweep's -m and value lists go (the job's overrides replace them)."""
+    argv = ["-m", "-cd", "my_conf", "--config-name=mine", "model.lstm_hidden=8,16"]
+    assert config_flags(argv) == ["-cd", "my_conf", "--config-name=mine"]
