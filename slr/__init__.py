@@ -10,9 +10,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _register_resolvers() -> None:
-    """`${uid:}` in the configs' hydra.run.dir / hydra.sweep.dir: six random hex digits drawn
-    once per process, so runs started in the same second (on one machine or several) never share
-    a directory. Registered on import, as every entry point (`python -m slr.X`) imports slr."""
+    """`${uid:}` in the configs' hydra.run.dir / hydra.sweep.dir: six random hex digits, so runs
+    started in the same second (on one machine or several) never share a directory. Drawn once
+    per composed config (OmegaConf caches a resolver's value with its config, and Hydra copies
+    that cache into each job of a sweep), so a run or sweep names one directory throughout.
+    Registered on import, as every entry point (`python -m slr.X`) imports slr."""
     import secrets
 
     from omegaconf import OmegaConf

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import re
 import statistics
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from slr.data.manifest import atomic_write_text
 
 METRICS = {  # column -> key in metrics.json
     "val top-1": "val/top1",
@@ -25,6 +28,8 @@ METRICS = {  # column -> key in metrics.json
 }
 PERCENT = set(METRICS)
 FOLDED = ("seed",)  # runs differing only in these keys are repeats of one setting
+# how a run was started, not what it trained: a resumed run's overrides gain ckpt_path=last
+NOT_SETTINGS = ("ckpt_path",)
 
 
 @dataclass
@@ -69,7 +74,11 @@ def read_run(path: Path) -> Run:
     values["wall_s"] = metrics.get("wall_s", status.get("wall_s"))
     return Run(
         path=path,
-        overrides=dict(o.split("=", 1) for o in overrides if "=" in o),
+        overrides={
+            key: value
+            for key, value in (o.split("=", 1) for o in overrides if "=" in o)
+            if key not in NOT_SETTINGS
+        },
         status=state,
         values=values,
         error=status.get("error"),
@@ -176,22 +185,24 @@ def markdown(header: list[str], cells: list[list[str]]) -> str:
 
 
 def write_csv(path: Path, rows: list[Row], keys: list[str]) -> None:
-    """One line per row with plain numbers (fractions, seconds): mean, std and n per metric."""
+    """One line per row with plain numbers (fractions, seconds): mean, std and n per metric.
+    Written whole, as runs ending at once may each rewrite the table."""
     cols = [*METRICS, "epochs", "wall_s"]
     header = [*keys, "runs", "status", "dirs"]
     for col in cols:
         name = col.replace(" ", "_").replace("-", "")
         header += [name, f"{name}_std", f"{name}_n"]
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for row in rows:
-            line = [*(row.setting[k] for k in keys), len(row.runs), row_status(row)]
-            line.append(";".join(str(r.path) for r in row.runs))
-            for col in cols:
-                mean, std, n = row.stats.get(col, (None, None, 0))
-                line += [mean, std, n]
-            writer.writerow(line)
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        line = [*(row.setting[k] for k in keys), len(row.runs), row_status(row)]
+        line.append(";".join(str(r.path) for r in row.runs))
+        for col in cols:
+            mean, std, n = row.stats.get(col, (None, None, 0))
+            line += [mean, std, n]
+        writer.writerow(line)
+    atomic_write_text(path, out.getvalue())
 
 
 def aggregate(root: Path) -> str:
@@ -200,7 +211,10 @@ def aggregate(root: Path) -> str:
         raise FileNotFoundError(f"{root} is not a directory (give a sweep or output directory)")
     runs = find_runs(root)
     if not runs:
-        raise FileNotFoundError(f"no runs under {root}: no status.json or metrics.json found")
+        raise FileNotFoundError(
+            f"no runs under {root}: no status.json or metrics.json found; give the directory of "
+            "a sweep (multirun/<date>/<time>-<uid>) or of runs (outputs/)"
+        )
     rows, keys = group(runs)
     header, cells = table(rows, keys, root)
     text = markdown(header, cells)
@@ -208,7 +222,7 @@ def aggregate(root: Path) -> str:
     if failed:
         errors = ["- {}: {}\n".format(r.path, " ".join(str(r.error).split())) for r in failed]
         text += "\nFailed runs (status.json has each traceback):\n\n" + "".join(errors)
-    (root / "aggregate.md").write_text(text)
+    atomic_write_text(root / "aggregate.md", text)
     write_csv(root / "aggregate.csv", rows, keys)
     return text
 

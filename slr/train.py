@@ -21,12 +21,15 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from slr.models.module import SignLitModule
 from slr.provenance import record_provenance
+from slr.rng_state import RngState
 from slr.runs import record_data, to_builtin, write_json
 from slr.status import BestEpoch, RunStatus
 
 log = logging.getLogger(__name__)
 
-DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+# what Lightning's DDP launcher sets in the launching process (OMP_NUM_THREADS along with
+# torch.set_num_threads: the cores shared out between the job's processes)
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
 
 # Under DDP Lightning suggests sync_dist=True for every epoch-level value; ours are torchmetrics
 # objects whose compute() already syncs across processes, so a second reduction adds nothing.
@@ -64,7 +67,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch],
+        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch, RngState()],
         logger=loggers or False,
     )
     status.enabled = trainer.is_global_zero  # now known for every launcher
@@ -163,9 +166,24 @@ def single_run_argv() -> None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return
     overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hparams_search=")]
-    sys.argv = [sys.argv[0], *overrides]
+    sys.argv = [sys.argv[0], *config_flags(sys.argv[1:]), *overrides]
     with read_write(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+
+
+def config_flags(argv: list[str]) -> list[str]:
+    """Hydra's options that say where the config comes from (`-cd DIR`, `--config-name=X`): a
+    job's own command needs them too, or its other ranks compose another config."""
+    keep, args = [], iter(argv)
+    for arg in args:
+        if arg in CONFIG_FLAGS:
+            keep += [arg, next(args, "")]
+        elif arg.split("=", 1)[0] in CONFIG_FLAGS:
+            keep.append(arg)
+    return keep
 
 
 @contextmanager
@@ -175,9 +193,11 @@ def own_process_group():
     next job would take them as "launched externally" and wait for ranks it never starts: undo
     both after each job."""
     before = {k: os.environ.get(k) for k in DDP_ENV}
+    threads = torch.get_num_threads()
     try:
         yield
     finally:
+        torch.set_num_threads(threads)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in before.items():

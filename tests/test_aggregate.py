@@ -36,7 +36,7 @@ def sweep(tmp_path: Path) -> Path:
     )
     fake_run(
         tmp_path / "1",
-        [*base, "model.lstm_hidden=256", "seed=2"],
+        [*base, "model.lstm_hidden=256", "seed=2", "ckpt_path=last"],  # resumed: same setting
         **{"val/top1": 0.60, "test/top1": 0.50},
     )
     fake_run(

@@ -4,15 +4,18 @@ metrics are synced across ranks, and they equal a one-process evaluation of the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from slr.data.demo import make_demo_dataset
 from slr.models.checkpoint import load_checkpoint
+from slr.train import config_flags, own_process_group
 from tests.conftest import run_train
 
 
@@ -61,3 +64,25 @@ def test_ddp_cpu_matches_one_process(odd_root, tmp_path):
         assert metrics[key] == pytest.approx(val[key], abs=1e-6), key
     for key in ("test/top1", "test/top5", "test/top1_class"):
         assert metrics[key] == pytest.approx(test[key], abs=1e-6), key
+
+
+def test_each_sweep_job_leaves_the_process_as_it_found_it(monkeypatch):
+    """What Lightning's DDP launcher sets in the launching process (rank variables, thread
+    count) is undone after a job, so the next job of a local sweep starts clean."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    threads = torch.get_num_threads()
+    with own_process_group():
+        os.environ["LOCAL_RANK"] = "0"
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+    assert "LOCAL_RANK" not in os.environ
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    assert torch.get_num_threads() == threads
+
+
+def test_a_sweep_jobs_command_keeps_the_config_source():
+    """Ranks 1.. of a swept DDP job re-run its own command: the flags naming the config stay,
+    the sweep's -m and value lists go (the job's overrides replace them)."""
+    argv = ["-m", "-cd", "my_conf", "--config-name=mine", "model.lstm_hidden=8,16"]
+    assert config_flags(argv) == ["-cd", "my_conf", "--config-name=mine"]

@@ -100,3 +100,48 @@ def test_last_without_a_checkpoint_says_what_to_do(train_cfg, tmp_path):
     status = json.loads((tmp_path / "train" / "status.json").read_text())
     assert status["status"] == "failed"
     assert "FileNotFoundError" in status["error"]
+
+
+class FailAtEpoch(pl.Callback):
+    """An in-process stand-in for a killed run: fails as epoch `epoch` starts."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def losses_and_lrs(run_dir: Path) -> list[str]:
+    """metrics.csv's learning rate and train loss of each epoch, in order."""
+    with (run_dir / "csv" / "metrics.csv").open() as f:
+        rows = [r["lr-AdamW"] or r["train/loss"] for r in csv.DictReader(f)]
+    return [x for x in rows if x]
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_an_uninterrupted_one(train_cfg, tmp_path):
+    """Optimizer, LR schedule, epoch and the random generators (shuffle, cached view, dropout)
+    all continue: epochs 2 and 3 of the resumed run give the very losses and LRs of a run that
+    was never stopped."""
+
+    def run(name: str, **changes):
+        cfg = train_cfg.copy()
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / name)
+            cfg.trainer.max_epochs = 4
+            cfg.test = False
+            cfg.merge_with(changes)
+        return train(cfg)
+
+    full = run("full")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run("part", callbacks={"fail": {"_target_": f"{__name__}.FailAtEpoch", "epoch": 2}})
+    resumed = run("part", ckpt_path="last")
+    assert resumed["epochs"] == full["epochs"] == 4
+    for key in ("train/loss", "train/top1", "val/top1", "best_epoch"):
+        assert resumed[key] == full[key], key
+    resumed_epochs = losses_and_lrs(tmp_path / "part")  # lr and loss of epochs 2 and 3
+    assert len(resumed_epochs) == 4
+    assert resumed_epochs == losses_and_lrs(tmp_path / "full")[-4:]

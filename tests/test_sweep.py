@@ -10,6 +10,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from slr.models.checkpoint import load_checkpoint
 from tests.conftest import compose_cfg, run_train
 
 
@@ -19,8 +20,9 @@ def read(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_grid_goes_on_after_a_failed_run(tiny_root, tmp_path):
-    """Every combination runs; the impossible ones (hidden size -1) record `failed` with their
-    error while the others finish; the sweep still ends non-zero, naming the failure."""
+    """`python -m slr.train -m`: every combination runs with its own overrides; the impossible
+    ones (hidden size -1) record `failed` with their error while the others finish; the sweep
+    still ends non-zero, naming the failure, and leaves its table."""
     sweep = tmp_path / "sweep"
     done = run_train(
         tiny_root,
@@ -43,6 +45,11 @@ def test_grid_goes_on_after_a_failed_run(tiny_root, tmp_path):
             metrics = read(run / "metrics.json")
             assert metrics["epochs"] == 1
             assert metrics["val/top1"] == pytest.approx(statuses[key]["val/top1"])
+            lstm = load_checkpoint(metrics["best_ckpt"]).net.lstm  # each run got its overrides
+            assert key == (
+                f"model.lstm_hidden={lstm.hidden_size}",
+                f"model.lstm_layers={lstm.num_layers}",
+            )
     for layers in (1, 2):
         failed = statuses[("model.lstm_hidden=-1", f"model.lstm_layers={layers}")]
         assert failed["status"] == "failed"
@@ -50,9 +57,8 @@ def test_grid_goes_on_after_a_failed_run(tiny_root, tmp_path):
         assert "Traceback" in failed["traceback"]
         assert statuses[("model.lstm_hidden=8", f"model.lstm_layers={layers}")]["status"] == "done"
 
-    from slr.aggregate import aggregate
-
-    table = aggregate(sweep)
+    # the table is rewritten after every run, so a sweep that ends in an error has one too
+    table = (sweep / "aggregate.md").read_text()
     assert "| model.lstm_hidden | model.lstm_layers |" in table
     assert table.count("| failed |") == 2
     assert (sweep / "aggregate.csv").is_file()
@@ -98,6 +104,9 @@ def test_optuna_maximizes_val_top1(tiny_root, tmp_path):
     assert len(values) == 2
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert result["best_value"] == pytest.approx(max(values))
+    # two tiny trials may tie, so the direction is checked in the config the trials ran with
+    hydra_cfg = yaml.safe_load((sweep / "0" / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert hydra_cfg["sweeper"]["direction"] == "maximize"
     assert {"optimizer.lr", "model.dropout"} <= set(result["best_params"])
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from importlib import metadata
 
 import pytest
@@ -75,33 +73,6 @@ def test_checkpoint_rebuilds_the_same_network(train_cfg, tmp_path):
         torch.testing.assert_close(value, state[key])
 
 
-def test_cli_multirun(tiny_root, tmp_path):
-    """The documented command line: a two-run grid with Hydra's -m and sweep dir override."""
-    sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "slr.train",
-        "-m",
-        "experiment=demo",
-        f"data.root={tiny_root}",
-        *TINY,
-        "trainer.max_epochs=1",
-        "model.lstm_hidden=8,16",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
-    assert len(runs) == 2
-    hidden = {
-        load_checkpoint(
-            json.loads((r / "metrics.json").read_text())["best_ckpt"]
-        ).net.lstm.hidden_size
-        for r in runs
-    }
-    assert hidden == {8, 16}
-
-
 def test_failed_run_records_its_error(train_cfg, tmp_path):
     with open_dict(train_cfg):
         train_cfg.data.root = str(tmp_path / "nowhere")
@@ -121,11 +92,11 @@ def test_git_state_outside_a_repository(tmp_path):
     assert str(tmp_path) in state["note"]
 
 
-def test_debug_overfit_memorizes_the_training_batches(train_cfg, tiny_root, tmp_path):
+def test_debug_overfit_memorizes_the_training_batches(tiny_root, tmp_path):
     """debug=overfit: the same few batches, no regularization; the tiny data's 12 training clips
-    are learned by heart (train top-1 from the last epoch)."""
+    are learned by heart (train top-1 from the last epoch; 100% from the third on)."""
     overrides = ["experiment=demo", "debug=overfit", f"data.root={tiny_root}", *TINY]
-    cfg = compose_cfg("train", [*overrides, "trainer.max_epochs=30"], tmp_path / "overfit")
+    cfg = compose_cfg("train", [*overrides, "trainer.max_epochs=10"], tmp_path / "overfit")
     assert cfg.trainer.overfit_batches > 0
     assert cfg.model.dropout == 0 and cfg.data.cache_views == 1
     assert cfg.callbacks.early_stopping is None
