@@ -19,8 +19,6 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from slr.data.video import DECODE_ERRORS, DecodeError
 from slr.evaluation.views import load_views
@@ -34,22 +32,6 @@ VIDEO_SUFFIXES = {
     ".ogv", ".ts", ".gif",
 }  # fmt: skip
 STAGES = {"decode": "decode", "backbone": "backbone", "lstm_head": "LSTM+head"}  # key: label
-
-
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d (in a Sequential) into
-    that conv, in place. Same function up to float rounding; MobileNetV2's 52 BatchNorm passes
-    over its activations cost about as much as its convolutions on a small CPU."""
-    for child in module.children():
-        fold_batchnorm(child)
-    if isinstance(module, nn.Sequential):
-        names = list(module._modules)
-        for a, b in zip(names, names[1:], strict=False):
-            conv, norm = module._modules[a], module._modules[b]
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                module._modules[a] = fuse_conv_bn_eval(conv, norm)
-                module._modules[b] = nn.Identity()
-    return module
 
 
 def find_videos(path: str | Path) -> list[Path]:
@@ -80,8 +62,6 @@ class Predictor:
         topk: how many glosses to return per video.
         num_views: evenly shifted temporal windows per video; their softmax is averaged.
         num_frames, image_size, bbox_margin: override the checkpoint's preprocessing.
-        fold_bn: fold the backbone's BatchNorm layers into its convolutions (faster, same output
-            up to float rounding).
     """
 
     def __init__(
@@ -93,16 +73,12 @@ class Predictor:
         num_frames: int | None = None,
         image_size: int | None = None,
         bbox_margin: float | None = None,
-        fold_bn: bool = True,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         module = load_checkpoint(ckpt_path)
         self.net = module.net.to(self.device).eval()
-        if fold_bn:
-            backbone = fold_batchnorm(self.net.encoder.backbone)
-            backbone.to(memory_format=torch.channels_last)  # the folded weights are new tensors
         self.glosses: list[str] = module.hparams.glosses
         spec = module.hparams.preprocessing
         self.num_frames = num_frames or spec["num_frames"]
