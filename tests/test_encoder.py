@@ -73,3 +73,22 @@ def test_encoder_built_under_inference_mode():
         frames = torch.randint(0, 256, (1, 2, 3, 32, 32), dtype=torch.uint8)
         expected = reference(encoder, frames)
         torch.testing.assert_close(encoder(frames), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_trace_matches_the_eager_backbone_and_survives_copies():
+    """cpu_jit runs a frozen TorchScript trace; it must give the eager features at every chunk
+    and image size, and copies (deepcopy, pickle) must rebuild it rather than carry it along."""
+    import copy
+
+    encoder = FrameEncoder(weights=None, chunk_frames=3)
+    assert isinstance(encoder.runner(torch.device("cpu")), torch.jit.ScriptModule)
+    for size in (32, 48):
+        frames = torch.randint(0, 256, (2, 4, 3, size, size), dtype=torch.uint8)
+        lengths = torch.tensor([4, 1])
+        fast = encoder(frames, lengths)
+        encoder.cpu_jit = False
+        torch.testing.assert_close(fast, encoder(frames, lengths), rtol=1e-4, atol=1e-5)
+        encoder.cpu_jit = True
+    clone = copy.deepcopy(encoder)
+    assert "_jit" not in clone.__dict__
+    torch.testing.assert_close(clone(frames, lengths), fast)

