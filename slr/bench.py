@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import hydra
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,7 @@ from torchvision.models import mobilenet_v2
 from slr.data.dataset import ClipDataset
 from slr.data.sampling import uniform_indices
 from slr.data.transforms import ClipTransform
+from slr.data.video import open_video
 from slr.data.wlasl import Instance
 from slr.models.encoder import FrameEncoder
 from slr.models.mobilenet_lstm import SignClassifier
@@ -153,7 +153,7 @@ def loader_rates(cfg: DictConfig) -> dict[str, float]:
 
     def bare() -> None:
         for path in files:
-            with av.open(str(path)) as container:
+            with open_video(path) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 decoded = list(container.decode(stream))

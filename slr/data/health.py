@@ -10,10 +10,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import av
-
 from slr.data.trim import probe
-from slr.data.video import DECODE_ERRORS, DecodeError
+from slr.data.video import DECODE_ERRORS, DecodeError, open_video
 from slr.data.wlasl import (
     INDEX_FILE,
     SPLITS,
@@ -92,7 +90,7 @@ def readable(path: Path, check: str) -> str:
         if check == "full":
             probe(path)
             return ""
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             if not container.streams.video:
                 return "no video stream"
             for frame in container.decode(video=0):

@@ -11,13 +11,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 from tqdm import tqdm
 
 from slr.data import download as dl
 from slr.data.manifest import Manifest, status_table, writable_folder, write_missing
 from slr.data.trim import Cut, cut_video, pick_encoder, probe
-from slr.data.video import DECODE_ERRORS, DecodeError
+from slr.data.video import DECODE_ERRORS, DecodeError, open_video
 from slr.data.wlasl import SPLITS, VIDEO_DIR, Instance
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def _is_mp4(path: Path) -> bool:
     if path.suffix.lower() not in (".mp4", ".m4v"):
         return False
     try:
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             return "mp4" in container.format.name
     except DECODE_ERRORS:
         return False

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from slr.data.video import DECODE_ERRORS, DecodeError
+from slr.data.video import DECODE_ERRORS, DecodeError, open_video
 from slr.data.wlasl import Instance
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
     writers: dict[int, _Writer] = {}  # open encoders: cuts under way, closed when done
     total = None
     try:
-        with av.open(str(source)) as container:
+        with open_video(source) as container:
             if not container.streams.video:
                 raise DecodeError("no video stream")
             stream = container.streams.video[0]
@@ -179,7 +179,7 @@ def probe(path: Path, expected: int | None = None) -> Probe:
     """Decode every frame of `path`; the first and last must convert to RGB, and the count must
     be `expected` when given (frames just encoded) or near what the container lists. Raises
     DecodeError (or one of DECODE_ERRORS) naming what failed."""
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         if not container.streams.video:
             raise DecodeError("no video stream")
         stream = container.streams.video[0]

@@ -16,6 +16,13 @@ class DecodeError(RuntimeError):
     """A file that opened but holds no decodable frames in the requested range."""
 
 
+def open_video(path: str | Path) -> av.container.InputContainer:
+    """Open a video for reading. Metadata that is not valid UTF-8 (some real WLASL clips carry
+    such tags) is decoded with replacement characters: by default PyAV raises UnicodeDecodeError
+    while opening those files, although their frames decode normally."""
+    return av.open(str(path), metadata_errors="replace")
+
+
 def read_frames(
     path: str | Path, start_sec: float = 0.0, stop_sec: float | None = None
 ) -> tuple[list[av.VideoFrame], float]:
@@ -41,7 +48,7 @@ def _decode_range(
     path: str | Path, start_sec: float, stop_sec: float | None, seek: bool
 ) -> tuple[list[av.VideoFrame], float, int | None]:
     """The frames in the range, the frame rate, and the index of the first frame decoded."""
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         if not container.streams.video:
             raise DecodeError(f"{path}: no video stream")
         stream = container.streams.video[0]
