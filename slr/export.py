@@ -32,33 +32,24 @@ class ExportableClassifier(nn.Module):
     """A SignClassifier as one traceable function of full-length clips:
     frames (B, T, 3, S, S) uint8 (or float) RGB 0..255 -> logits (B, num_classes).
 
-    Same weights and maths as `SignClassifier.forward(frames)` with every frame real, written
-    without what export cannot keep dynamic: no packing (an LSTM packed to full length equals the
-    plain one) and no chunk loop (the backbone takes all B*T frames in one call, where the loop's
-    count would be frozen at the export sample's size). Clips shorter than T frames are not
-    supported: sample T frames, or export and call with the shorter T.
+    The classifier's own modules and maths, on the path where every frame is real (no packing),
+    without the encoder's chunk loop, whose count export would freeze at the sample's size: the
+    backbone takes all B*T frames in one call. Clips shorter than T frames are not supported:
+    sample T frames, or export and call with the shorter T.
     """
 
     def __init__(self, net: SignClassifier) -> None:
         super().__init__()
-        self.backbone = net.encoder.backbone
+        self.net = net
         self.register_buffer("mean", net.encoder.mean.clone())  # (1, 3, 1, 1), 0..255 scale
         self.register_buffer("std", net.encoder.std.clone())
-        self.feature_norm = net.feature_norm
-        self.lstm = net.lstm
-        self.head = net.head
-        self.bidirectional = net.lstm.bidirectional
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         b, t = frames.shape[0], frames.shape[1]
         x = frames.flatten(0, 1).float()  # (B, T, 3, S, S) -> (B*T, 3, S, S)
         x = (x - self.mean) / self.std
-        features = self.backbone(x).mean(dim=(2, 3))  # (B*T, 1280, h, w) -> (B*T, 1280)
-        features = self.feature_norm(features)
-        features = features.reshape(b, t, features.shape[-1])  # (B*T, 1280) -> (B, T, 1280)
-        _, (h_n, _) = self.lstm(features)  # h_n: (layers * directions, B, H)
-        summary = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.bidirectional else h_n[-1]
-        return self.head(summary)
+        features = self.net.encoder.pool(self.net.encoder.backbone(x))  # (B*T, D)
+        return self.net.classify(features.unflatten(0, (b, t)))  # (B*T, D) -> (B, T, D)
 
 
 def export_onnx(model: nn.Module, sample: torch.Tensor, path: Path) -> None:

@@ -97,6 +97,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(scheduler) if scheduler else None,
         label_smoothing=cfg.label_smoothing,
+        mixup_alpha=cfg.get("mixup_alpha", 0.0),
         net_config=net_config,
         preprocessing=datamodule.preprocessing,
     )

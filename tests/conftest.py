@@ -85,9 +85,12 @@ def save_random_checkpoint(
     image_size: int = 32,
     lstm_hidden: int = 16,
     seed: int = 0,
+    backbone: dict | None = None,
+    **net_options,
 ) -> Path:
     """An slr checkpoint of an untrained network (random-init backbone) in the layout
-    `load_checkpoint` reads: for inference and export tests that need no training run."""
+    `load_checkpoint` reads: for inference and export tests that need no training run.
+    `net_options` and `backbone` add SignClassifier and FrameEncoder arguments."""
     import torch
     from hydra.utils import instantiate
 
@@ -98,7 +101,12 @@ def save_random_checkpoint(
         "_target_": "slr.models.mobilenet_lstm.SignClassifier",
         "num_classes": len(glosses),
         "lstm_hidden": lstm_hidden,
-        "backbone": {"_target_": "slr.models.encoder.FrameEncoder", "weights": None},
+        "backbone": {
+            "_target_": "slr.models.encoder.FrameEncoder",
+            "weights": None,
+            **(backbone or {}),
+        },
+        **net_options,
     }
     torch.manual_seed(seed)
     preprocessing = {

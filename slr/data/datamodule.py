@@ -11,10 +11,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.demo import ensure_demo_dataset
+from slr.data.feature_augment import FeatureAugment
 from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
 from slr.data.wlasl import INDEX_FILE, SPLITS, VIDEO_DIR, Instance, SubsetIndex, read_subset
@@ -42,6 +43,10 @@ class WLASLDataModule(pl.LightningDataModule):
         cache_views: augmented views cached per training clip (one is drawn per epoch); val and
             test cache their one fixed view.
         make_demo: write the synthetic demo dataset into root if it has no index yet.
+        aug_speed, aug_crop, aug_frame_dropout: temporal augmentation of cached training
+            features (see `FeatureAugment`); off by default.
+        balanced: draw training clips with probability inversely proportional to their gloss's
+            clip count (with replacement, as many per epoch as there are clips).
     """
 
     def __init__(
@@ -62,10 +67,20 @@ class WLASLDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         cache_views: int = 4,
         make_demo: bool = False,
+        aug_speed: tuple[float, float] = (1.0, 1.0),
+        aug_crop: float = 1.0,
+        aug_frame_dropout: float = 0.0,
+        balanced: bool = False,
     ) -> None:
         super().__init__()
         if features not in ("live", "cached"):
             raise ValueError(f"data.features={features!r}: use 'live' or 'cached'")
+        self.augment = FeatureAugment(tuple(aug_speed), aug_crop, aug_frame_dropout)
+        if self.augment.active and features != "cached":
+            raise ValueError(
+                "data.aug_speed/aug_crop/aug_frame_dropout augment cached features: set "
+                "data.features=cached (live clips already sample their frames with jitter)"
+            )
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "features"
@@ -179,7 +194,7 @@ class WLASLDataModule(pl.LightningDataModule):
             num_workers=h.num_workers,
             desc=f"caching {split} features",
         )
-        return FeatureDataset(store, clips, train=split == "train")
+        return FeatureDataset(store, clips, train=split == "train", augment=self.augment)
 
     def setup(self, stage: str | None = None) -> None:
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
@@ -192,7 +207,12 @@ class WLASLDataModule(pl.LightningDataModule):
         # cached features are a memory-mapped read: worker processes would only add start-up
         workers = 0 if self.hparams.features == "cached" else self.hparams.num_workers
         sampler = None
-        if split != "train" and self.trainer is not None and self.trainer.world_size > 1:
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        if split == "train" and self.hparams.balanced:
+            if world_size > 1:
+                raise ValueError("data.balanced=true runs in one process only (no DDP sampler)")
+            sampler = balanced_sampler([i.label for i in self.datasets[split].instances])
+        elif split != "train" and world_size > 1:
             # Lightning's DistributedSampler pads val/test with repeated videos to equal shares;
             # this one splits them without repeats, so each video is counted exactly once
             sampler = UnrepeatedDistributedSampler(
@@ -204,7 +224,7 @@ class WLASLDataModule(pl.LightningDataModule):
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
-            shuffle=split == "train",
+            shuffle=split == "train" and sampler is None,
             sampler=sampler,
             num_workers=workers,
             collate_fn=collate_clips,
@@ -219,6 +239,13 @@ class WLASLDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+def balanced_sampler(labels: list[int]) -> WeightedRandomSampler:
+    """Each clip drawn with probability 1 / (its gloss's clip count): every gloss equally often."""
+    counts = torch.bincount(torch.tensor(labels))
+    weights = 1.0 / counts[torch.tensor(labels)].double()  # (N,)
+    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
 
 
 def _on_fastest_device(encoder: nn.Module):

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from slr.data.dataset import ClipDataset, Failed, Sample, collate_clips
+from slr.data.feature_augment import FeatureAugment
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,10 @@ Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T,3,S,S), (
 
 def module_digest(module: torch.nn.Module) -> str:
     """A hash of every parameter and buffer (unsaved ones too, such as the encoder's input
-    mean/std) and of the numerics a module declares (`bf16`): what a backbone computes."""
-    h = hashlib.sha256(f"bf16={getattr(module, 'bf16', False)}".encode())
+    mean/std) and of the numerics a module declares (`numerics`: bf16, pooling): what a
+    backbone computes."""
+    numerics = getattr(module, "numerics", f"bf16={getattr(module, 'bf16', False)}")
+    h = hashlib.sha256(numerics.encode())
     for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -202,8 +205,15 @@ class FeatureDataset(Dataset):
     the single fixed view otherwise. A video that failed to decode at build time yields a
     `Failed` record, as in live mode, so batches skip and count it by name."""
 
-    def __init__(self, store: FeatureStore, clips: ClipDataset, train: bool) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        clips: ClipDataset,
+        train: bool,
+        augment: FeatureAugment | None = None,
+    ) -> None:
         self.store, self.train = store, train
+        self.augment = augment if train and augment is not None and augment.active else None
         self.instances = clips.instances
         self.rows = {vid: i for i, vid in enumerate(store.video_ids)}
         for video_id, error in store.failed.items():
@@ -218,9 +228,13 @@ class FeatureDataset(Dataset):
             return Failed(video_id=inst.video_id, error=self.store.failed[inst.video_id])
         view = int(torch.randint(self.store.views, ())) if self.train else 0
         row = self.rows[inst.video_id] * self.store.views + view
+        features = torch.from_numpy(self.store.features[row].astype(np.float32))
+        length = int(self.store.lengths[row])
+        if self.augment is not None:
+            features, length = self.augment(features, length)
         return Sample(
-            features=torch.from_numpy(self.store.features[row].astype(np.float32)),
-            length=torch.tensor(int(self.store.lengths[row])),
+            features=features,
+            length=torch.tensor(length),
             label=torch.tensor(inst.label),
             video_id=inst.video_id,
         )

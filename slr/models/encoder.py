@@ -134,6 +134,9 @@ class FrameEncoder(nn.Module):
         cpu_jit: on the CPU, run the folded backbone as a frozen TorchScript trace optimized for
             inference (oneDNN convolutions with ReLU6 fused in): 1.26x the eager folded backbone
             at 224 px on a 2-core CPU, features equal up to float rounding.
+        pool_grid: 1 = global average pooling of the last feature map (1280 values per frame);
+            g > 1 = average pooling over a g x g grid of it (g*g*1280 values, channel-major), which
+            keeps where in the frame (which hand, how high) the activity is.
     """
 
     def __init__(
@@ -144,15 +147,19 @@ class FrameEncoder(nn.Module):
         init_seed: int = 0,
         bf16: bool = False,
         cpu_jit: bool = True,
+        pool_grid: int = 1,
     ) -> None:
         super().__init__()
+        if pool_grid < 1:
+            raise ValueError(f"model.backbone.pool_grid={pool_grid}: use 1 (global) or more")
         backbone = load_backbone(weights, weights_path, init_seed)
         self.backbone = backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(False)
         self.chunk_frames = chunk_frames
         self.bf16 = bf16
         self.cpu_jit = cpu_jit
-        self.out_dim = FEATURE_DIM
+        self.pool_grid = pool_grid
+        self.out_dim = FEATURE_DIM * pool_grid * pool_grid
         # ImageNet mean/std on the 0..255 scale; not saved, so they are never stale in a checkpoint
         mean, std = torch.tensor(IMAGENET_MEAN) * 255, torch.tensor(IMAGENET_STD) * 255
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
@@ -194,6 +201,19 @@ class FrameEncoder(nn.Module):
             self.__dict__["_jit"] = cached
         return cached[1]
 
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        """(n, 1280, h, w) feature maps -> (n, out_dim) frame features."""
+        if self.pool_grid == 1:
+            return maps.mean(dim=(2, 3))  # (n, 1280, h, w) -> (n, 1280)
+        grid = nn.functional.adaptive_avg_pool2d(maps, self.pool_grid)  # (n, 1280, g, g)
+        return grid.flatten(1)  # (n, 1280, g, g) -> (n, 1280 * g * g)
+
+    @property
+    def numerics(self) -> str:
+        """What, besides the weights, changes the features: part of a feature store's key."""
+        spec = f"bf16={self.bf16}"
+        return spec if self.pool_grid == 1 else f"{spec};pool_grid={self.pool_grid}"
+
     def __getstate__(self) -> dict:
         # copies and pickles (deepcopy, DDP spawn) rebuild the fast paths on first use
         return {k: v for k, v in self.__dict__.items() if k not in ("_folded", "_jit")}
@@ -218,6 +238,6 @@ class FrameEncoder(nn.Module):
                 x = flat[rows].float().contiguous(memory_format=torch.channels_last)  # (n,3,H,W)
                 x = x.sub_(self.mean).div_(self.std)
                 with autocast:
-                    y = backbone(x).mean(dim=(2, 3))  # (n, 1280, h, w) -> (n, 1280)
+                    y = self.pool(backbone(x))
                 out[rows] = y.float()
         return out.view(b, t, self.out_dim)  # (B*T, 1280) -> (B, T, 1280)

@@ -1,12 +1,16 @@
-"""The CNN-LSTM sign classifier, a plain nn.Module: frozen frame encoder -> LSTM -> linear head."""
+"""The CNN-LSTM sign classifier, a plain nn.Module: frozen frame encoder -> LSTM (or GRU) ->
+pooling over time -> linear head."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from slr.models.encoder import FrameEncoder
+
+RNNS = {"lstm": nn.LSTM, "gru": nn.GRU}
+POOLINGS = ("last", "mean", "attention")
 
 
 class SignClassifier(nn.Module):
@@ -24,6 +28,14 @@ class SignClassifier(nn.Module):
             trainable). Frozen features are far from zero-mean and unit-scale; without this the
             demo's LSTM stayed at chance for 60 epochs at lr 1e-3 and diverged at 3e-3, with it
             it fit in 8 (see experiments/demo).
+        rnn: "lstm" (the seed design) or "gru".
+        pooling: how the RNN's outputs become one summary per clip: "last" (the final state at
+            the last real frame), "mean" (the mean output over the real frames) or "attention"
+            (a learned softmax weighting of the real frames' outputs).
+        input_proj: 0 = none; else a Linear + ReLU + dropout (`proj_dropout`) from the frame
+            features to this width before the RNN: with ~7 clips per gloss, fewer weights.
+        feature_noise: training only: Gaussian noise of this std on the standardized frame
+            features (after `feature_norm`), an augmentation that needs no re-extraction.
     """
 
     def __init__(
@@ -36,51 +48,96 @@ class SignClassifier(nn.Module):
         dropout: float = 0.3,
         feature_dropout: float = 0.0,
         feature_norm: bool = True,
+        rnn: str = "lstm",
+        pooling: str = "last",
+        input_proj: int = 0,
+        proj_dropout: float = 0.0,
+        feature_noise: float = 0.0,
     ) -> None:
         super().__init__()
+        if rnn not in RNNS:
+            raise ValueError(f"model.rnn={rnn!r}: use one of {sorted(RNNS)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"model.pooling={pooling!r}: use one of {list(POOLINGS)}")
         self.encoder = backbone
         self.feature_norm = nn.BatchNorm1d(backbone.out_dim) if feature_norm else nn.Identity()
         self.feature_dropout = nn.Dropout(feature_dropout)
-        self.lstm = nn.LSTM(
-            input_size=backbone.out_dim,
+        self.feature_noise = feature_noise
+        self.input_proj = (
+            nn.Sequential(
+                nn.Linear(backbone.out_dim, input_proj), nn.ReLU(), nn.Dropout(proj_dropout)
+            )
+            if input_proj
+            else nn.Identity()
+        )
+        self.pooling = pooling
+        # named `lstm` whatever the cell type, so checkpoint keys stay those of earlier versions
+        self.lstm = RNNS[rnn](
+            input_size=input_proj or backbone.out_dim,
             hidden_size=lstm_hidden,
             num_layers=lstm_layers,
             batch_first=True,
             dropout=dropout if lstm_layers > 1 else 0.0,
             bidirectional=bidirectional,
         )
-        self.head = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(lstm_hidden * (2 if bidirectional else 1), num_classes),
-        )
+        summary = lstm_hidden * (2 if bidirectional else 1)
+        self.attention = nn.Linear(summary, 1) if pooling == "attention" else None
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(summary, num_classes))
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, 3, H, W) frames and (B,) true lengths -> (B, num_classes) logits."""
         return self.classify(self.encoder(frames, lengths), lengths)
 
     def classify(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, 1280) frame features -> (B, num_classes) logits, reading each clip's summary at
-        its last real frame: the sequence is packed, so padding never enters the LSTM."""
+        """(B, T, D) frame features -> (B, num_classes) logits. With `lengths` the sequence is
+        packed, so padding never enters the norm's statistics or the RNN; without, every frame is
+        real (the path export traces: no packing, every shape dynamic)."""
         b, t = features.shape[:2]
         if lengths is None:
-            lengths = torch.full((b,), t, dtype=torch.long)
-        packed = pack_padded_sequence(
-            features, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        # packed.data holds only the real frames, (sum of lengths, 1280): padding never reaches
-        # the norm's statistics either
-        x = packed.data
+            x = self.frame_inputs(features.flatten(0, 1))  # (B, T, D) -> (B*T, D')
+            out, state = self.lstm(x.unflatten(0, (b, t)))  # (B*T, D') -> (B, T, D')
+        else:
+            packed = pack_padded_sequence(
+                features, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            # packed.data holds only the real frames, (sum of lengths, D)
+            x = self.frame_inputs(packed.data)
+            packed = PackedSequence(
+                x, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+            )
+            out, state = self.lstm(packed)
+            if self.pooling != "last":
+                out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)  # (B, T, H')
+        return self.head(self.summary(out, state, lengths))
+
+    def frame_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) real frames' features -> (N, D') the RNN's inputs."""
         if self.training and len(x) == 1 and isinstance(self.feature_norm, nn.BatchNorm1d):
             self.feature_norm.eval()  # batch statistics of one frame do not exist: use running
             x = self.feature_norm(x)
             self.feature_norm.train()
         else:
             x = self.feature_norm(x)
-        x = self.feature_dropout(x)
-        packed = PackedSequence(
-            x, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
-        )
-        _, (h_n, _) = self.lstm(packed)  # h_n: (layers * directions, B, H)
-        # the last layer's final state: (B, H), or (B, 2H) with both directions concatenated
-        summary = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.lstm.bidirectional else h_n[-1]
-        return self.head(summary)
+        if self.training and self.feature_noise > 0:
+            x = x + self.feature_noise * torch.randn_like(x)
+        return self.input_proj(self.feature_dropout(x))
+
+    def summary(self, out, state, lengths: torch.Tensor | None) -> torch.Tensor:
+        """One vector per clip, (B, H') from the RNN's outputs `out` ((B, T, H') unless pooling is
+        "last") and its final `state`; `lengths` None = every frame real."""
+        if self.pooling == "last":
+            h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); GRU: h
+            # h_n: (layers * directions, B, H): the last layer's final state, (B, H), or (B, 2H)
+            # with both directions concatenated
+            return torch.cat([h_n[-2], h_n[-1]], dim=1) if self.lstm.bidirectional else h_n[-1]
+        b, t = out.shape[:2]
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long, device=out.device)
+        lengths = lengths.to(out.device)
+        real = torch.arange(t, device=out.device) < lengths[:, None]  # (B, T)
+        if self.pooling == "mean":
+            weights = real.float() / lengths[:, None]  # (B, T)
+        else:
+            scores = self.attention(out).squeeze(-1).masked_fill(~real, float("-inf"))
+            weights = scores.softmax(dim=1)  # (B, T), zero on padding
+        return (weights.unsqueeze(-1) * out).sum(dim=1)  # (B, T, H') -> (B, H')

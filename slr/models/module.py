@@ -33,6 +33,8 @@ class SignLitModule(pl.LightningModule):
         label_smoothing: for the cross-entropy loss.
         net_config: the Hydra config that built `net`, saved so checkpoints rebuild it.
         preprocessing: the input the net was trained on (frames, size, mean, std), saved likewise.
+        mixup_alpha: 0 = off; else each training batch is mixed with a shuffled copy of itself,
+            features (cached or computed) and targets alike, with a Beta(alpha, alpha) weight.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class SignLitModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         net_config: dict | None = None,
         preprocessing: dict | None = None,
+        mixup_alpha: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
@@ -82,12 +85,37 @@ class SignLitModule(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         if not batch["video_id"]:
             return None  # every clip of this batch failed to decode; already logged
-        logits = self.logits(batch)
-        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        smoothing = self.hparams.label_smoothing
+        if self.hparams.get("mixup_alpha", 0.0) > 0:
+            logits, loss = self.mixup_step(batch)
+        else:
+            logits = self.logits(batch)
+            loss = F.cross_entropy(logits, batch["label"], label_smoothing=smoothing)
         self.train_loss(loss, weight=len(batch["video_id"]))
         self.train_acc(logits.detach(), batch["label"])
         self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def mixup_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and loss on the batch mixed with a shuffled copy of itself. Clips are mixed as
+        frame features, time step by time step; a mixed clip lasts as long as the longer of its
+        two (the shorter one's padding is zeros)."""
+        if "features" in batch:
+            features = batch["features"]
+        else:
+            features = self.net.encoder(batch["frames"], batch["length"])  # (B, T, D)
+        lam = float(
+            torch.distributions.Beta(*[torch.tensor(self.hparams.mixup_alpha)] * 2).sample()
+        )
+        perm = torch.randperm(len(features), device=features.device)
+        mixed = lam * features + (1 - lam) * features[perm]  # (B, T, D)
+        lengths = torch.maximum(batch["length"], batch["length"][perm])
+        logits = self.net.classify(mixed, lengths)
+        smoothing, labels = self.hparams.label_smoothing, batch["label"]
+        loss = lam * F.cross_entropy(logits, labels, label_smoothing=smoothing) + (1 - lam) * (
+            F.cross_entropy(logits, labels[perm], label_smoothing=smoothing)
+        )
+        return logits, loss
 
     def on_train_epoch_end(self) -> None:
         self.log("train/top1", self.train_acc.compute()["top1"])
