@@ -99,6 +99,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         label_smoothing=cfg.label_smoothing,
         net_config=net_config,
         preprocessing=datamodule.preprocessing,
+        dataset=datamodule.dataset_spec,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 

@@ -33,6 +33,8 @@ class SignLitModule(pl.LightningModule):
         label_smoothing: for the cross-entropy loss.
         net_config: the Hydra config that built `net`, saved so checkpoints rebuild it.
         preprocessing: the input the net was trained on (frames, size, mean, std), saved likewise.
+        dataset: the datamodule class and reader settings it was trained with (`dataset_spec`),
+            saved likewise: slr.test rebuilds the reader from it.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class SignLitModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         net_config: dict | None = None,
         preprocessing: dict | None = None,
+        dataset: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
