@@ -86,6 +86,9 @@ def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
     return counts
 
 
+SPLIT_COLUMNS = ("path", "gloss", "split", "start", "end", "x1", "y1", "x2", "y2", "signer")
+
+
 def write_split_csv(path: Path, datamodule: WLASLDataModule) -> None:
     """Every labelled instance in the CSV reader's format (path relative to data.root, times in
     seconds), so `data=csv data.root=ROOT data.csv=path` reads back exactly this split."""
@@ -102,5 +105,5 @@ def write_split_csv(path: Path, datamodule: WLASLDataModule) -> None:
             rows.append([rel, inst.gloss, split, start_s, stop_s, *bbox, inst.signer or ""])
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "gloss", "split", "start", "end", "x1", "y1", "x2", "y2", "signer"])
+        writer.writerow(SPLIT_COLUMNS)
         writer.writerows(rows)

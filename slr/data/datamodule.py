@@ -256,8 +256,11 @@ def _on_fastest_device(encoder: nn.Module):
 
 def _no_wlasl_settings(clip_args: dict, data: str) -> None:
     """data.subset and data.split_file select WLASL glosses and splits; elsewhere they would be
-    silently ignored, so refuse them."""
+    silently ignored, so refuse them. Also: untrimmed by default."""
     given = [k for k in ("subset", "split_file") if clip_args.pop(k, None) is not None]
+    # their files are whole recordings; any start/end is cut out when read (trimmed=True says
+    # the files are already cut to it)
+    clip_args.setdefault("trimmed", False)
     if given:
         raise ValueError(
             f"data.{' and data.'.join(given)} apply to WLASL only; data={data} takes its glosses "

@@ -34,7 +34,7 @@ class ASLCitizenReader:
             split's glosses, sorted.
     """
 
-    layout = f"the unzipped ASL Citizen release: {SPLIT_DIR}/{{train,val,test}}.csv and {VIDEO_DIR}/"
+    layout = f"the unzipped ASL Citizen release ({SPLIT_DIR}/{{train,val,test}}.csv, {VIDEO_DIR}/)"
 
     def __init__(self, root: str | Path, glosses: str | list[str] | None = None) -> None:
         self.root = Path(root)
