@@ -63,8 +63,16 @@ def use_checkpoint_data(data: DictConfig, hparams: dict) -> None:
         data.subset, data.split_file = None, None  # WLASL's keys, refused by the other readers
         for key, value in record.items():
             data[key] = value
-    if data._target_ != WLASL_TARGET:
+    if data._target_ != WLASL_TARGET and "glosses" in data:
         data.glosses = list(hparams["glosses"])
+
+
+def _trained_with(record: dict | None) -> str:
+    """ " (it was trained with data.subset=300 ...)" from the checkpoint's record, if any."""
+    if not record:
+        return ""
+    settings = " ".join(f"data.{k}={v}" for k, v in record.items() if k != "_target_")
+    return f" (it was trained with {settings})"
 
 
 def write_plots(run_dir: Path, report: Report, glosses: list[str], ckpt_path: str) -> dict:
@@ -118,6 +126,7 @@ def evaluate(cfg: DictConfig) -> dict:
             f"{cfg.ckpt_path} was trained on {len(glosses)} glosses, but data "
             f"(root={cfg.data.root}, subset={cfg.data.subset}) has {datamodule.num_classes} "
             "or a different order; test on the data it was trained on"
+            + _trained_with(module.hparams.get("dataset"))
         )
     data_counts = record_data(datamodule, run_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)

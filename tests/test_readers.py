@@ -368,7 +368,11 @@ def test_train_test_predict_export_on_each_format(fmt, asl_root, csv_root, folde
     src = {"asl_citizen": asl_root, "csv": csv_root, "folders": folders_root}[fmt]
     root = tmp_path / "data"
     shutil.copytree(src, root, symlinks=True)  # its own feature cache
-    extra = ["data.csv=labels.csv"] if fmt == "csv" else []
+    extra = {
+        "asl_citizen": [],
+        "csv": ["data.csv=labels.csv", "data.val_fraction=0.25", "data.test_fraction=0.25"],
+        "folders": ["data.val_fraction=0.25", "data.test_fraction=0.25"],
+    }[fmt]
     cfg = compose_cfg("train", [f"data={fmt}", f"data.root={root}", *extra, *E2E], tmp_path / "t")
     metrics = train(cfg)
     assert metrics["test/videos"] == 6 and metrics["val/top1"] is not None
