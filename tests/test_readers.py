@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from slr.data.datamodule import (
+    ASLCitizenDataModule,
     CSVDataModule,
     FoldersDataModule,
     WLASLDataModule,
@@ -290,6 +292,19 @@ def test_csv_datamodule_records_missing_problems_and_a_reusable_split(csv_root, 
     assert spec["_target_"] == "slr.data.datamodule.CSVDataModule" and spec["trimmed"] is False
     item = dm.dataset("train")[0]
     assert item["frames"].shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "cls"),
+    [("asl_citizen", ASLCitizenDataModule), ("csv", CSVDataModule), ("folders", FoldersDataModule)],
+)
+def test_data_configs_compose_and_instantiate(fmt, cls, tmp_path):
+    extra = ["data.csv=labels.csv"] if fmt == "csv" else []
+    cfg = compose_cfg("train", [f"data={fmt}", "data.root=/x", *extra], tmp_path)
+    dm = instantiate(cfg.data)
+    assert type(dm) is cls and dm.hparams.trimmed is False
+    assert dm.hparams.num_frames == 30  # the shared clip settings come from data/wlasl.yaml
+    assert set(cls.reader_keys) <= set(dm.hparams)
 
 
 def test_other_readers_refuse_wlasl_settings(folders_root):
