@@ -1,5 +1,6 @@
-"""Health check of a WLASL folder against its index:
-`python -m slr.doctor data.root=ROOT [check=none|open|full]`."""
+"""Health check of a dataset folder against its index:
+`python -m slr.doctor data.root=ROOT [check=none|open|full]` (WLASL: every subset and split file),
+or `python -m slr.doctor data=asl_citizen|csv|folders data.root=ROOT [data.csv=...]`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import logging
 from pathlib import Path
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from slr.data.health import scan, summary_lines
+from slr.data.datamodule import WLASLDataModule
+from slr.data.health import scan, scan_reader, summary_lines
 from slr.data.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -18,7 +21,11 @@ log = logging.getLogger(__name__)
 
 def doctor(cfg: DictConfig) -> dict:
     """Scan data.root, log the table, write the JSON report to `output` and the run directory."""
-    report = scan(cfg.data.root, check=cfg.check, workers=cfg.workers)
+    datamodule = instantiate(cfg.data)  # reads nothing yet: only to get its reader
+    if type(datamodule) is WLASLDataModule:
+        report = scan(cfg.data.root, check=cfg.check, workers=cfg.workers)
+    else:
+        report = scan_reader(datamodule.reader, check=cfg.check, workers=cfg.workers)
     log.info("data health (check=%s):\n%s", cfg.check, "\n".join(summary_lines(report)))
     text = json.dumps(report, indent=2) + "\n"
     run_dir = Path(cfg.paths.output_dir)

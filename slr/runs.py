@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -13,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from slr.data.datamodule import WLASLDataModule
 from slr.data.health import split_summary, summary_lines
 from slr.data.manifest import atomic_write_text
+from slr.data.readers.base import summarize
+from slr.data.wlasl import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,9 @@ def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
     a video), write the missing ids and the gloss list into the run directory, and return the
     counts for metrics.json, so every reported number says which data it was computed on."""
     report = datamodule.availability()
-    h = datamodule.hparams
     have = {i.video_id for split in datamodule.available.values() for i in split}
     health = split_summary(datamodule.index, lambda i: i.video_id in have)
-    name = f"WLASL{h.subset}" if h.subset else f"all {health['glosses']} glosses"
-    if h.split_file:
-        name += f" {Path(h.split_file).name}"
+    name = datamodule.reader.name(datamodule.index)
     lines = summary_lines({"protocols": {name: health}})
     log.info("data (%s):\n%s", datamodule.root, "\n".join(lines))
     empty = {s: g for s, g in health["classes_without_videos"].items() if g}
@@ -64,9 +64,46 @@ def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "missing_videos.json", report["missing_ids"])
     (run_dir / "glosses.txt").write_text("\n".join(datamodule.glosses) + "\n")
-    return {
+    counts = {
         **report["splits"],
         "unknown_split_ids": len(report["unknown_split_ids"]),
         "classes_without_videos": {s: len(g) for s, g in health["classes_without_videos"].items()},
-        "data": {"root": str(datamodule.root), "subset": h.subset, "split_file": h.split_file},
     }
+    spec = dict(datamodule.dataset_spec)
+    target = spec.pop("_target_")
+    counts["data"] = {"root": str(datamodule.root), **spec}
+    if type(datamodule) is not WLASLDataModule:  # WLASL's record stays as it was
+        counts["data"]["datamodule"] = target
+    if report["problems"]:  # only other readers report these; their lists go beside the run
+        log.warning("left out of the data: %s (listed in data_problems.json)",
+                    summarize(report["problems"]))  # fmt: skip
+        write_json(run_dir / "data_problems.json", report["problems"])
+        counts["problems"] = {k: len(v) for k, v in report["problems"].items()}
+    if datamodule.index.assigned_splits:
+        write_split_csv(run_dir / "splits.csv", datamodule)
+        log.info("seeded split written to %s (reuse it with data=csv data.csv=that file)",
+                 run_dir / "splits.csv")  # fmt: skip
+    return counts
+
+
+SPLIT_COLUMNS = ("path", "gloss", "split", "start", "end", "x1", "y1", "x2", "y2", "signer")
+
+
+def write_split_csv(path: Path, datamodule: WLASLDataModule) -> None:
+    """Every labelled instance in the CSV reader's format (path relative to data.root, times in
+    seconds), so `data=csv data.root=ROOT data.csv=path` reads back exactly this split."""
+    root = datamodule.root.resolve()
+    rows = []
+    for split in SPLITS:
+        for inst in datamodule.index.splits[split]:
+            file = (datamodule.reader.video_dir / inst.file()).resolve()
+            rel = file.relative_to(root).as_posix() if file.is_relative_to(root) else str(file)
+            start, stop = inst.time_range()
+            bbox = list(inst.bbox) if inst.bbox else ["", "", "", ""]
+            start_s = f"{start:g}" if start else ""
+            stop_s = "" if stop is None else f"{stop:g}"
+            rows.append([rel, inst.gloss, split, start_s, stop_s, *bbox, inst.signer or ""])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(SPLIT_COLUMNS)
+        writer.writerows(rows)

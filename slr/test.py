@@ -23,11 +23,13 @@ from slr.evaluation.report import (
     summary_table,
     write_per_gloss_csv,
 )
+from slr.evaluation.signers import per_signer, signer_metrics, write_per_signer_csv
 from slr.evaluation.views import MultiViewClips
 from slr.models.checkpoint import load_checkpoint
 from slr.runs import record_data, require, to_builtin, write_json
 
 log = logging.getLogger(__name__)
+WLASL_TARGET = f"{WLASLDataModule.__module__}.{WLASLDataModule.__qualname__}"
 # raised inside Lightning's own loops (pytorch_lightning 2.6 with torch 2.14), not ours
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
@@ -48,6 +50,29 @@ def make_test_loader(datamodule: WLASLDataModule, num_views: int) -> DataLoader:
         num_workers=h.num_workers,
         collate_fn=collate_clips,
     )
+
+
+def use_checkpoint_data(data: DictConfig, hparams: dict) -> None:
+    """Left at WLASL (the default), `data` becomes the reader the checkpoint was trained with, and
+    its recorded settings (CSV file, split seed, ...): then data.root is all slr.test needs. Any
+    other reader takes the checkpoint's glosses as its label order, so a test video of a gloss
+    the model never learnt is counted as unknown instead of shifting every label."""
+    record = hparams.get("dataset")
+    if record and data._target_ == WLASL_TARGET and record["_target_"] != WLASL_TARGET:
+        log.info("data: %s with the checkpoint's settings", record["_target_"].rsplit(".", 1)[-1])
+        data.subset, data.split_file = None, None  # WLASL's keys, refused by the other readers
+        for key, value in record.items():
+            data[key] = value
+    if data._target_ != WLASL_TARGET and "glosses" in data:
+        data.glosses = list(hparams["glosses"])
+
+
+def _trained_with(record: dict | None) -> str:
+    """ " (it was trained with data.subset=300 ...)" from the checkpoint's record, if any."""
+    if not record:
+        return ""
+    settings = " ".join(f"data.{k}={v}" for k, v in record.items() if k != "_target_")
+    return f" (it was trained with {settings})"
 
 
 def write_plots(run_dir: Path, report: Report, glosses: list[str], ckpt_path: str) -> dict:
@@ -91,6 +116,7 @@ def evaluate(cfg: DictConfig) -> dict:
         for key, value in module.hparams.preprocessing.items():
             if key in cfg.data and cfg.data[key] is None:
                 cfg.data[key] = value
+        use_checkpoint_data(cfg.data, module.hparams)
     datamodule = instantiate(cfg.data)
     datamodule.use_encoder(module.net.encoder)
     datamodule.prepare_data()
@@ -100,6 +126,7 @@ def evaluate(cfg: DictConfig) -> dict:
             f"{cfg.ckpt_path} was trained on {len(glosses)} glosses, but data "
             f"(root={cfg.data.root}, subset={cfg.data.subset}) has {datamodule.num_classes} "
             "or a different order; test on the data it was trained on"
+            + _trained_with(module.hparams.get("dataset"))
         )
     data_counts = record_data(datamodule, run_dir)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
@@ -114,8 +141,13 @@ def evaluate(cfg: DictConfig) -> dict:
 
     write_per_gloss_csv(run_dir / "per_gloss.csv", report.per_gloss)
     files = write_plots(run_dir, report, glosses, cfg.ckpt_path)
+    signers = per_signer(predictions, {i.video_id: i.signer for i in datamodule.available["test"]})
+    if signers:  # the dataset names its signers (ASL Citizen, a CSV with a signer column)
+        write_per_signer_csv(run_dir / "per_signer.csv", signers)
+        files = {"per_signer_csv": "per_signer.csv", **files}
     metrics = {
         **to_builtin(report.metrics),
+        **signer_metrics(signers),
         "ckpt_path": str(cfg.ckpt_path),
         "videos": data_counts,
         "classes_without_videos": report.glosses_without_videos,
@@ -124,6 +156,11 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     write_json(run_dir / "test_metrics.json", metrics)
     log.info("\n%s", summary_table(report, data_counts["test"]))
+    if signers:
+        worst = min(signers, key=lambda r: r["top1"])
+        log.info("per signer (%d signers, per_signer.csv): top-1 mean %.2f%%, worst %.2f%% (%s)",
+                 len(signers), 100 * metrics["test/top1_signer_mean"], 100 * worst["top1"],
+                 worst["signer"])  # fmt: skip
     log.info("report written to %s", run_dir)
     return metrics
 

@@ -100,6 +100,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         mixup_alpha=cfg.get("mixup_alpha", 0.0),
         net_config=net_config,
         preprocessing=datamodule.preprocessing,
+        dataset=datamodule.dataset_spec,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 

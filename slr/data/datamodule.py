@@ -1,4 +1,6 @@
-"""LightningDataModule over a WLASL-layout folder: ROOT/WLASL_v0.3.json + ROOT/videos/<id>.mp4."""
+"""LightningDataModule over a dataset folder: WLASL's layout (ROOT/WLASL_v0.3.json +
+ROOT/videos/<id>.mp4) by default, ASL Citizen, a labelled CSV or a folder per gloss through the
+subclasses at the end (each a `slr.data.readers` reader)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import copy
 import logging
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -17,8 +20,13 @@ from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.demo import ensure_demo_dataset
 from slr.data.feature_augment import FeatureAugment
 from slr.data.features import FeatureDataset, build_store, module_digest
+from slr.data.readers.asl_citizen import ASLCitizenReader
+from slr.data.readers.base import DatasetReader
+from slr.data.readers.csv import CSVReader
+from slr.data.readers.folders import FoldersReader
+from slr.data.readers.wlasl import WLASLReader
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
-from slr.data.wlasl import INDEX_FILE, SPLITS, VIDEO_DIR, Instance, SubsetIndex, read_subset
+from slr.data.wlasl import SPLITS, Instance, SubsetIndex
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +105,31 @@ class WLASLDataModule(pl.LightningDataModule):
             ensure_demo_dataset(self.root)
         if not self.root.is_dir():
             raise FileNotFoundError(
-                f"data.root={self.root} does not exist. Point data.root at a folder holding "
-                f"{INDEX_FILE} and {VIDEO_DIR}/<video_id>.mp4 (or use experiment=demo)."
+                f"data.root={self.root} does not exist. Point data.root at "
+                f"{self.reader.layout} (or use experiment=demo)."
             )
+
+    # the hparams that say which data this is (beside root), saved with every checkpoint
+    reader_keys: tuple[str, ...] = ("subset", "split_file")
+
+    def make_reader(self) -> DatasetReader:
+        return WLASLReader(self.root, self.hparams.subset, self.hparams.split_file)
+
+    @cached_property
+    def reader(self) -> DatasetReader:
+        return self.make_reader()
+
+    @property
+    def dataset_spec(self) -> dict:
+        """The datamodule class and reader settings, for checkpoints: with them `slr.test` on a
+        checkpoint needs only data.root."""
+        cls = type(self)
+        spec = {k: self.hparams[k] for k in self.reader_keys}
+        return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **spec}
 
     @cached_property
     def index(self) -> SubsetIndex:
-        split_file = self.hparams.split_file
-        if split_file is not None and not Path(split_file).is_absolute():
-            split_file = self.root / split_file
-        return read_subset(self.root / INDEX_FILE, self.hparams.subset, split_file)
+        return self.reader.read()
 
     @property
     def glosses(self) -> list[str]:
@@ -132,9 +155,9 @@ class WLASLDataModule(pl.LightningDataModule):
     @cached_property
     def available(self) -> dict[str, list[Instance]]:
         """Per split, the instances whose video file exists."""
-        video_dir = self.root / VIDEO_DIR
+        video_dir = self.reader.video_dir
         return {
-            split: [i for i in insts if (video_dir / f"{i.video_id}.mp4").is_file()]
+            split: [i for i in insts if (video_dir / i.file()).is_file()]
             for split, insts in self.index.splits.items()
         }
 
@@ -144,6 +167,7 @@ class WLASLDataModule(pl.LightningDataModule):
             "splits": {},
             "missing_ids": {},
             "unknown_split_ids": self.index.unknown_ids,
+            "problems": {k: v for k, v in self.index.problems.items() if v},
         }
         for split in SPLITS:
             have = {i.video_id for i in self.available[split]}
@@ -162,7 +186,7 @@ class WLASLDataModule(pl.LightningDataModule):
             insts = self.available[split]
             if not insts:
                 raise RuntimeError(
-                    f"no {split} videos available under {self.root / VIDEO_DIR} "
+                    f"no {split} videos available under {self.reader.video_dir} "
                     f"({len(self.index.splits[split])} listed for this subset)"
                 )
             h = self.hparams
@@ -174,7 +198,7 @@ class WLASLDataModule(pl.LightningDataModule):
                 color_jitter=h.color_jitter,
                 hflip_p=h.hflip_p,
             )
-            video_dir = self.root / VIDEO_DIR
+            video_dir = self.reader.video_dir
             self.clips[split] = ClipDataset(insts, video_dir, h.num_frames, transform, h.trimmed)
         return self.clips[split]
 
@@ -255,3 +279,114 @@ def _on_fastest_device(encoder: nn.Module):
         return encoder
     gpu = copy.deepcopy(encoder).cuda()
     return lambda frames, lengths: gpu(frames.cuda(non_blocking=True), lengths.cuda()).cpu()
+
+
+def _no_wlasl_settings(clip_args: dict, data: str) -> None:
+    """data.subset and data.split_file select WLASL glosses and splits; elsewhere they would be
+    silently ignored, so refuse them. Also: untrimmed by default."""
+    given = [k for k in ("subset", "split_file") if clip_args.pop(k, None) is not None]
+    # their files are whole recordings; any start/end is cut out when read (trimmed=True says
+    # the files are already cut to it)
+    clip_args.setdefault("trimmed", False)
+    if given:
+        raise ValueError(
+            f"data.{' and data.'.join(given)} apply to WLASL only; data={data} takes its glosses "
+            "and splits from its own files (set them to null)"
+        )
+
+
+class ASLCitizenDataModule(WLASLDataModule):
+    """ASL Citizen's signer-disjoint splits: ROOT/splits/{train,val,test}.csv + ROOT/videos/.
+
+    Args:
+        root: the unzipped release.
+        glosses: label order: a file of glosses, one per line (relative to root or absolute), or
+            the list; None = the training split's glosses, sorted.
+        **clip_args: as `WLASLDataModule` (num_frames, image_size, batch_size, features, ...).
+    """
+
+    reader_keys = ("glosses", "trimmed")
+
+    def __init__(self, root: str, glosses: str | list[str] | None = None, **clip_args: Any) -> None:
+        _no_wlasl_settings(clip_args, "asl_citizen")
+        super().__init__(root, subset=None, split_file=None, **clip_args)
+
+    def make_reader(self) -> DatasetReader:
+        return ASLCitizenReader(self.root, self.hparams.glosses)
+
+
+class CSVDataModule(WLASLDataModule):
+    """The videos a CSV labels: path,gloss[,split][,start,end][,x1,y1,x2,y2][,signer].
+
+    Args:
+        root: the dataset folder; CSV paths are relative to it (or absolute).
+        csv: the label file, relative to root or absolute.
+        glosses: label order (see `ASLCitizenDataModule`).
+        val_fraction, test_fraction, split_seed: the seeded stratified split for a CSV without
+            a split column; slr.train writes it to the run's splits.csv.
+        time_unit: "seconds" or "frames" for the start/end columns.
+        frame_rate: the rate frames are counted at.
+        **clip_args: as `WLASLDataModule`.
+    """
+
+    reader_keys = (
+        "csv", "glosses", "val_fraction", "test_fraction", "split_seed", "time_unit",
+        "frame_rate", "trimmed",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        root: str,
+        csv: str,
+        glosses: str | list[str] | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        time_unit: str = "seconds",
+        frame_rate: float = 25.0,
+        **clip_args: Any,
+    ) -> None:
+        _no_wlasl_settings(clip_args, "csv")
+        super().__init__(root, subset=None, split_file=None, **clip_args)
+
+    def make_reader(self) -> DatasetReader:
+        h = self.hparams
+        return CSVReader(
+            self.root,
+            h.csv,
+            h.glosses,
+            h.val_fraction,
+            h.test_fraction,
+            h.split_seed,
+            h.time_unit,
+            h.frame_rate,
+        )
+
+
+class FoldersDataModule(WLASLDataModule):
+    """One folder of videos per gloss: ROOT/<gloss>/<clip>.mp4, with a seeded stratified split.
+
+    Args:
+        root: the dataset folder.
+        glosses: label order (see `ASLCitizenDataModule`).
+        val_fraction, test_fraction, split_seed: the split (written to the run's splits.csv).
+        **clip_args: as `WLASLDataModule`.
+    """
+
+    reader_keys = ("glosses", "val_fraction", "test_fraction", "split_seed", "trimmed")
+
+    def __init__(
+        self,
+        root: str,
+        glosses: str | list[str] | None = None,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        **clip_args: Any,
+    ) -> None:
+        _no_wlasl_settings(clip_args, "folders")
+        super().__init__(root, subset=None, split_file=None, **clip_args)
+
+    def make_reader(self) -> DatasetReader:
+        h = self.hparams
+        return FoldersReader(self.root, h.glosses, h.val_fraction, h.test_fraction, h.split_seed)

@@ -45,12 +45,12 @@ class Batch(TypedDict, total=False):
 
 
 class ClipDataset(Dataset):
-    """Clips of the given instances, read from `video_dir/<video_id>.mp4`.
+    """Clips of the given instances, read from `video_dir / instance.file()`.
 
     Args:
         instances: the videos, all of which are expected to exist (missing ones are filtered and
             counted before this point).
-        video_dir: folder of `<video_id>.mp4` files.
+        video_dir: the folder instance files are relative to (`<video_id>.mp4` for WLASL).
         num_frames: T, frames per clip; shorter clips are zero-padded and keep their true length.
         transform: spatial preset; `transform.train` also selects jittered temporal sampling.
         trimmed: the files are already cut to the instance's frame range (as the official
@@ -75,7 +75,7 @@ class ClipDataset(Dataset):
         return len(self.instances)
 
     def path(self, inst: Instance) -> Path:
-        return self.video_dir / f"{inst.video_id}.mp4"
+        return self.video_dir / inst.file()
 
     def __getitem__(self, i: int) -> Sample | Failed:
         return self.get(i)

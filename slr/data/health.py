@@ -1,6 +1,7 @@
 """Which data a number was computed on: nominal against available videos per subset and split,
-glosses left with no video, files that do not decode. Used by slr.doctor over every protocol, and
-by slr.train / slr.test for the run's own."""
+glosses left with no video, files that do not decode. Used by slr.doctor over every protocol (or,
+for the other readers, the one their files define), and by slr.train / slr.test for the run's
+own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from slr.data.readers.base import DatasetReader
 from slr.data.trim import probe
 from slr.data.video import DECODE_ERRORS, DecodeError, open_video
 from slr.data.wlasl import (
@@ -141,6 +143,36 @@ def scan(root: str | Path, check: str = "open", workers: int = 4) -> dict:
     return report
 
 
+def scan_reader(reader: DatasetReader, check: str = "open", workers: int = 4) -> dict:
+    """The health report of a non-WLASL dataset: the videos its reader lists, which of them are
+    missing or do not pass `check`, and what the reader left out (unparsable rows, duplicates,
+    empty or unknown glosses), as one protocol named by the reader."""
+    if check not in CHECKS:
+        raise ValueError(f"check={check!r}: use one of {CHECKS}")
+    index = reader.read()
+    listed = {i.video_id: reader.video_dir / i.file() for s in SPLITS for i in index.splits[s]}
+    on_disk = sorted(v for v, path in listed.items() if path.is_file())
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        verdicts = pool.map(lambda v: readable(listed[v], check), on_disk)
+        unreadable = {v: why for v, why in zip(on_disk, verdicts, strict=True) if why}
+    usable = set(on_disk) - set(unreadable)
+    name = reader.name(index)
+    return {
+        "root": str(reader.root),
+        "reader": name,
+        "video_dir": str(reader.video_dir),
+        "check": check,
+        "index_glosses": len(index.glosses),
+        "index_videos": len(listed),
+        "video_files": len(on_disk),
+        "missing": sorted(set(listed) - set(on_disk)),
+        "unreadable": unreadable,
+        "problems": {k: v for k, v in index.problems.items() if v},
+        "assigned_splits": index.assigned_splits,
+        "protocols": {name: split_summary(index, lambda i: i.video_id in usable)},
+    }
+
+
 def summary_lines(report: dict, limit: int = 10) -> Iterable[str]:
     """The table, then the glosses without videos and the unreadable files (first `limit`)."""
     yield format_table(report["protocols"])
@@ -149,7 +181,13 @@ def summary_lines(report: dict, limit: int = 10) -> Iterable[str]:
             if glosses:
                 more = f" (+{len(glosses) - limit} more)" if len(glosses) > limit else ""
                 yield f"{name} {split}: no video for {', '.join(glosses[:limit])}{more}"
+    for kind, items in report.get("problems", {}).items():  # only the non-WLASL readers
+        more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+        yield f"{len(items)} {kind.replace('_', ' ')} left out: {'; '.join(items[:limit])}{more}"
     bad = report.get("unreadable", {})
-    if bad:
+    if bad and "reader" in report:
+        yield f"{len(bad)} unreadable files under {report['video_dir']}:"
+        yield from (f"  {v}: {why}" for v, why in list(bad.items())[:limit])
+    elif bad:
         yield f"{len(bad)} unreadable files under {VIDEO_DIR}/:"
         yield from (f"  {v}.mp4: {why}" for v, why in list(bad.items())[:limit])

@@ -34,6 +34,12 @@ class Instance:
     frame_end: int = -1  # inclusive; -1 = to the end of the video
     bbox: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2 in source pixels
     fps: float = 25.0  # the rate frame_start/frame_end are counted at (always 25 in WLASL)
+    path: str | None = None  # file relative to the reader's video_dir; None = <video_id>.mp4
+    signer: str | None = None  # who signs it, where the dataset says (per-signer accuracy)
+
+    def file(self) -> str:
+        """The video file, relative to the reader's video folder (or absolute)."""
+        return self.path or f"{self.video_id}.mp4"
 
     def time_range(self) -> tuple[float, float | None]:
         """[start, stop) in seconds, so it maps onto any video's own frame rate; stop None = end."""
@@ -49,6 +55,9 @@ class SubsetIndex:
     splits: dict[str, list[Instance]]
     # ids a split file lists that the index lacks (the nslt files predate WLASL_v0.3.json)
     unknown_ids: list[str] = field(default_factory=list)
+    # what other readers left out, by kind (slr.data.readers.base.PROBLEMS): kind -> descriptions
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    assigned_splits: bool = False  # the splits were drawn by a seeded split, not given
 
 
 def load_index(path: str | Path) -> list[dict]:

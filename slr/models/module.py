@@ -35,6 +35,8 @@ class SignLitModule(pl.LightningModule):
         preprocessing: the input the net was trained on (frames, size, mean, std), saved likewise.
         mixup_alpha: 0 = off; else each training batch is mixed with a shuffled copy of itself,
             features (cached or computed) and targets alike, with a Beta(alpha, alpha) weight.
+        dataset: the datamodule class and reader settings it was trained with (`dataset_spec`),
+            saved likewise: slr.test rebuilds the reader from it.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class SignLitModule(pl.LightningModule):
         net_config: dict | None = None,
         preprocessing: dict | None = None,
         mixup_alpha: float = 0.0,
+        dataset: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
