@@ -34,18 +34,20 @@ WLASL_TARGET = f"{WLASLDataModule.__module__}.{WLASLDataModule.__qualname__}"
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-def make_test_loader(datamodule: WLASLDataModule, num_views: int) -> DataLoader:
-    """The test split, one window per video (live or cached, as data.features says) or
-    `num_views` windows per video, always decoded live: a feature store holds one test view."""
+def make_test_loader(
+    datamodule: WLASLDataModule, num_views: int, split: str = "test"
+) -> DataLoader:
+    """The split, one window per video (live or cached, as data.features says) or `num_views`
+    windows per video, always decoded live: a feature store holds one view of val and test."""
     if num_views == 1:
-        datamodule.setup("test")
-        return datamodule.test_dataloader()
+        datamodule.setup("test" if split == "test" else "validate")
+        return datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
     if datamodule.hparams.features == "cached":
-        log.info("test.num_views=%d: decoding the test videos live (the store holds one view)",
-                 num_views)  # fmt: skip
+        log.info("test.num_views=%d: decoding the %s videos live (the store holds one view)",
+                 num_views, split)  # fmt: skip
     h = datamodule.hparams
     return DataLoader(
-        MultiViewClips(datamodule.dataset("test"), num_views),
+        MultiViewClips(datamodule.dataset(split), num_views),
         batch_size=h.batch_size,
         num_workers=h.num_workers,
         collate_fn=collate_clips,
@@ -111,6 +113,9 @@ def evaluate(cfg: DictConfig) -> dict:
     num_views = int(cfg.test.num_views)
     if num_views < 1:
         raise ValueError(f"test.num_views={num_views}: use 1 or more windows per video")
+    split = cfg.test.get("split", "test")
+    if split not in ("test", "val"):
+        raise ValueError(f"test.split={split}: use test or val")
     module = load_checkpoint(cfg.ckpt_path)
     with open_dict(cfg):
         for key, value in module.hparams.preprocessing.items():
@@ -135,19 +140,20 @@ def evaluate(cfg: DictConfig) -> dict:
             f"slr.test evaluates on one device; got {trainer.world_size} processes "
             "(set trainer.devices=1 trainer.num_nodes=1)"
         )
-    outputs = trainer.predict(module, dataloaders=make_test_loader(datamodule, num_views))
+    outputs = trainer.predict(module, dataloaders=make_test_loader(datamodule, num_views, split))
     predictions = Predictions.gather(outputs, len(glosses))
     report = build_report(predictions, glosses, num_views)
 
     write_per_gloss_csv(run_dir / "per_gloss.csv", report.per_gloss)
     files = write_plots(run_dir, report, glosses, cfg.ckpt_path)
-    signers = per_signer(predictions, {i.video_id: i.signer for i in datamodule.available["test"]})
+    signers = per_signer(predictions, {i.video_id: i.signer for i in datamodule.available[split]})
     if signers:  # the dataset names its signers (ASL Citizen, a CSV with a signer column)
         write_per_signer_csv(run_dir / "per_signer.csv", signers)
         files = {"per_signer_csv": "per_signer.csv", **files}
     metrics = {
         **to_builtin(report.metrics),
         **signer_metrics(signers),
+        "test/split": split,
         "ckpt_path": str(cfg.ckpt_path),
         "videos": data_counts,
         "classes_without_videos": report.glosses_without_videos,
@@ -155,7 +161,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "report": {"per_gloss_csv": "per_gloss.csv", **files},
     }
     write_json(run_dir / "test_metrics.json", metrics)
-    log.info("\n%s", summary_table(report, data_counts["test"]))
+    log.info("%s split:\n%s", split, summary_table(report, data_counts[split]))
     if signers:
         worst = min(signers, key=lambda r: r["top1"])
         log.info("per signer (%d signers, per_signer.csv): top-1 mean %.2f%%, worst %.2f%% (%s)",
