@@ -153,3 +153,19 @@ def test_report_counts_glosses_without_videos():
     rows = {r["gloss"]: r for r in report.per_gloss}
     assert rows["c"]["mistaken_for"] == "b" and rows["c"]["mistaken_count"] == 1
     assert rows["b"]["top1"] == "" and rows["b"]["videos"] == 0
+
+
+def test_val_split_evaluation_equals_training_val(tiny_root, trained, tmp_path):
+    # test.split=val: the best checkpoint's val numbers, as training logged them
+    metrics = run_test(tiny_root, trained, tmp_path, "test.split=val")
+    assert metrics["test/split"] == "val"
+    assert metrics["test/videos"] == 6  # the tiny dataset's 2 val clips per gloss
+    logged = torch.load(trained, weights_only=False)["callbacks"]
+    best = next(
+        v
+        for k, v in logged.items()
+        if k.startswith("ModelCheckpoint") and v["best_model_score"] is not None
+    )
+    assert metrics["test/top1"] == pytest.approx(float(best["best_model_score"]), abs=1e-6)
+    with pytest.raises(ValueError, match="test.split"):
+        run_test(tiny_root, trained, tmp_path / "bad", "test.split=train")
