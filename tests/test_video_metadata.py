@@ -72,10 +72,8 @@ def test_every_real_wlasl100_clip_loads():
     instances = _real_instances()
     assert len(instances) == 814
     videos = WLASL100 / "videos"
-    unreadable = {i.video_id: readable(videos / f"{i.video_id}.mp4", "open") for i in instances}
-    assert {k: v for k, v in unreadable.items() if v} == {}
-    # the clips PyAV's default open rejects go through the training loader, every frame decoded
-    bad = [i for i in instances if _strict_open_fails(videos / f"{i.video_id}.mp4")]
-    assert len(bad) == 11
-    clips = ClipDataset(bad, videos, 4, ClipTransform(image_size=32))
-    assert [item.get("error") for item in clips] == [None] * len(bad)
+    bad = [i.video_id for i in instances if _strict_open_fails(videos / f"{i.video_id}.mp4")]
+    assert len(bad) == 11  # the clips PyAV's default open rejects are among them
+    # every clip through the training loader, every frame decoded: none is skipped
+    clips = ClipDataset(instances, videos, 4, ClipTransform(image_size=32))
+    assert {item["video_id"]: item["error"] for item in clips if "error" in item} == {}
