@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from contextlib import contextmanager
@@ -13,12 +14,15 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from slr.data.failures import ClipFailures
 from slr.models.module import SignLitModule
 from slr.provenance import record_provenance
 from slr.rng_state import RngState
@@ -43,6 +47,17 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(c) for c in (group or {}).values() if c is not None]
 
 
+def instantiate_unwrapped(node: DictConfig):
+    """instantiate(), raising a constructor's own ValueError (which names the setting) rather
+    than Hydra's InstantiationException around it."""
+    try:
+        return instantiate(node)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ValueError):
+            raise e.__cause__ from None
+        raise
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, write metrics.json into the run directory; return metrics.
     status.json says running / done / failed (with the error) throughout."""
@@ -53,6 +68,11 @@ def train(cfg: DictConfig) -> dict:
     status.running(resumed_from=str(cfg.ckpt_path) if resuming else None)
     try:
         metrics = _fit_and_test(cfg, run_dir, status, resuming)
+    except SIGTERMException as e:
+        # Lightning's SystemExit carries no code, so a run that SLURM's time limit, `timeout` or
+        # a container stop ended would exit 0 as if finished: exit 128 + 15 as a shell would
+        status.failed(e, reason="terminated by SIGTERM; resume it with ckpt_path=last")
+        raise SystemExit(128 + signal.SIGTERM) from e
     except BaseException as e:  # KeyboardInterrupt too: the status must not stay "running"
         status.failed(e)
         raise
@@ -63,11 +83,13 @@ def train(cfg: DictConfig) -> dict:
 def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: bool) -> dict:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate_unwrapped(cfg.data)  # first: it refuses unusable data settings
     best_epoch = BestEpoch(status)
+    failures = ClipFailures(datamodule.hparams.max_failed_fraction)
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch, RngState()],
+        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch, RngState(), failures],
         logger=loggers or False,
     )
     status.enabled = trainer.is_global_zero  # now known for every launcher
@@ -79,7 +101,6 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         if resuming:
             keep_csv_history(loggers)
 
-    datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     # one process writes the run's files; the counts are the same on every rank
     data_counts = record_data(datamodule, run_dir) if trainer.is_global_zero else {}
@@ -101,6 +122,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         preprocessing=datamodule.preprocessing,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.received_sigterm:  # arrived where Lightning's loops do not check for it
+        raise SIGTERMException(signal.SIGTERM)
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
@@ -110,12 +133,15 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         "val/top1": None,  # stays None only if validation never ran
         **val,
         **{k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")},  # last
+        "train/skipped": failures.skipped.get("train"),  # clips that failed to decode, last epoch
         "epochs": trainer.current_epoch,  # epochs completed (early stopping may end sooner)
         "best_epoch": best_index,
         "best_ckpt": best or None,
     }
     if cfg.get("test"):
         (results,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        if trainer.received_sigterm:
+            raise SIGTERMException(signal.SIGTERM)
         metrics.update(results)
     metrics = {**to_builtin(metrics), "wall_s": status.wall_s, "videos": data_counts}
     if trainer.is_global_zero:

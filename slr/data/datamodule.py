@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.demo import ensure_demo_dataset
+from slr.data.failures import check_data_settings, check_failures
 from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
 from slr.data.wlasl import INDEX_FILE, SPLITS, VIDEO_DIR, Instance, SubsetIndex, read_subset
@@ -42,6 +43,8 @@ class WLASLDataModule(pl.LightningDataModule):
         cache_views: augmented views cached per training clip (one is drawn per epoch); val and
             test cache their one fixed view.
         make_demo: write the synthetic demo dataset into root if it has no index yet.
+        max_failed_fraction: the largest share of a split's clips that may fail to decode; more
+            (or no usable clip at all) stops the run (see `slr.data.failures`).
     """
 
     def __init__(
@@ -62,10 +65,15 @@ class WLASLDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         cache_views: int = 4,
         make_demo: bool = False,
+        max_failed_fraction: float = 0.1,
     ) -> None:
         super().__init__()
         if features not in ("live", "cached"):
             raise ValueError(f"data.features={features!r}: use 'live' or 'cached'")
+        check_data_settings(
+            num_frames, image_size, batch_size, num_workers, cache_views, bbox_margin,
+            crop_scale, color_jitter, hflip_p, max_failed_fraction,
+        )  # fmt: skip
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "features"
@@ -80,6 +88,11 @@ class WLASLDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         if self.hparams.make_demo:
             ensure_demo_dataset(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(
+                f"data.root={self.root} is a file, not a folder. Point data.root at the folder "
+                f"holding {INDEX_FILE} and {VIDEO_DIR}/ (for one video, use slr.predict input=)."
+            )
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"data.root={self.root} does not exist. Point data.root at a folder holding "
@@ -179,6 +192,8 @@ class WLASLDataModule(pl.LightningDataModule):
             num_workers=h.num_workers,
             desc=f"caching {split} features",
         )
+        # the failures are known now: a split that is (nearly) all failures stops before training
+        check_failures(split, store.failed, len(clips), h.max_failed_fraction)
         return FeatureDataset(store, clips, train=split == "train")
 
     def setup(self, stage: str | None = None) -> None:
