@@ -62,6 +62,8 @@ class Predictor:
         topk: how many glosses to return per video.
         num_views: evenly shifted temporal windows per video; their softmax is averaged.
         num_frames, image_size, bbox_margin: override the checkpoint's preprocessing.
+        truncated: a file whose frames stop well before the count it lists: "use" what decodes
+            (with a warning) or "skip" it (an error result).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Predictor:
         num_frames: int | None = None,
         image_size: int | None = None,
         bbox_margin: float | None = None,
+        truncated: str = "use",
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -86,6 +89,7 @@ class Predictor:
         self.bbox_margin = spec["bbox_margin"] if bbox_margin is None else bbox_margin
         self.topk = min(topk, len(self.glosses))
         self.num_views = num_views
+        self.truncated = truncated
         # one clip through the network first: its one-off set-up costs (kernel selection,
         # allocator growth) belong to loading, not to the first video's latency
         start = time.perf_counter()
@@ -130,6 +134,7 @@ class Predictor:
             bbox,
             start_sec,
             stop_sec,
+            self.truncated,
         )  # (V, T, 3, S, S), (V,)
         timing = {"decode": time.perf_counter() - start}
         probs, model_timing = self._infer(clips[None], lengths[None])
@@ -220,6 +225,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         cfg.num_frames,
         cfg.image_size,
         cfg.bbox_margin,
+        cfg.get("truncated", "use"),
     )
     print(
         f"model loaded in {time.perf_counter() - load_start:.2f} s (warm-up clip "

@@ -90,9 +90,10 @@ def test_failed_train_clips_are_counted_in_metrics(train_cfg, tiny_root, tmp_pat
         train_cfg.test = False
     metrics = train(train_cfg)
     assert metrics["train/skipped"] == 2
-    assert json.loads((Path(train_cfg.paths.output_dir) / "metrics.json").read_text())[
-        "train/skipped"
-    ] == 2
+    assert (
+        json.loads((Path(train_cfg.paths.output_dir) / "metrics.json").read_text())["train/skipped"]
+        == 2
+    )
     assert read_status(train_cfg)["status"] == "done"
 
 

@@ -18,6 +18,7 @@ from slr.data.demo import ensure_demo_dataset
 from slr.data.failures import check_data_settings, check_failures
 from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
+from slr.data.video import TRUNCATED
 from slr.data.wlasl import INDEX_FILE, SPLITS, VIDEO_DIR, Instance, SubsetIndex, read_subset
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class WLASLDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         bbox_margin, crop_scale, color_jitter, hflip_p: see `ClipTransform`.
         trimmed: videos are already cut to their frame range (official preprocessing, slr.prepare).
+        truncated: a video whose frames stop well before the count its file lists: "skip" it
+            (counted as failed) or "use" the frames that decode; warned either way.
         features: "live" decodes video and runs the backbone every epoch; "cached" runs them once
             per clip and view and stores the backbone's features on disk (see `use_encoder`).
         cache_dir: where feature stores live; None = ROOT/features.
@@ -61,6 +64,7 @@ class WLASLDataModule(pl.LightningDataModule):
         color_jitter: float = 0.2,
         hflip_p: float = 0.0,
         trimmed: bool = True,
+        truncated: str = "skip",
         features: str = "live",
         cache_dir: str | None = None,
         cache_views: int = 4,
@@ -70,6 +74,8 @@ class WLASLDataModule(pl.LightningDataModule):
         super().__init__()
         if features not in ("live", "cached"):
             raise ValueError(f"data.features={features!r}: use 'live' or 'cached'")
+        if truncated not in TRUNCATED:
+            raise ValueError(f"data.truncated={truncated!r}: use one of {TRUNCATED}")
         check_data_settings(
             num_frames, image_size, batch_size, num_workers, cache_views, bbox_margin,
             crop_scale, color_jitter, hflip_p, max_failed_fraction,
@@ -173,7 +179,9 @@ class WLASLDataModule(pl.LightningDataModule):
                 hflip_p=h.hflip_p,
             )
             video_dir = self.root / VIDEO_DIR
-            self.clips[split] = ClipDataset(insts, video_dir, h.num_frames, transform, h.trimmed)
+            self.clips[split] = ClipDataset(
+                insts, video_dir, h.num_frames, transform, h.trimmed, h.truncated
+            )
         return self.clips[split]
 
     def cached(self, split: str) -> FeatureDataset:

@@ -55,6 +55,8 @@ class ClipDataset(Dataset):
         transform: spatial preset; `transform.train` also selects jittered temporal sampling.
         trimmed: the files are already cut to the instance's frame range (as the official
             preprocessing writes them); False cuts [frame_start, frame_end] out of the file here.
+        truncated: a file whose frames stop well before the count it lists: "skip" it (a
+            `Failed` record) or "use" the frames that decode (with a warning).
     """
 
     def __init__(
@@ -64,12 +66,14 @@ class ClipDataset(Dataset):
         num_frames: int,
         transform: ClipTransform,
         trimmed: bool = True,
+        truncated: str = "skip",
     ) -> None:
         self.instances = list(instances)
         self.video_dir = Path(video_dir)
         self.num_frames = num_frames
         self.transform = transform
         self.trimmed = trimmed
+        self.truncated = truncated
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -91,7 +95,7 @@ class ClipDataset(Dataset):
 
     def load(self, inst: Instance, generator: torch.Generator | None = None) -> Sample:
         start_sec, stop_sec = (0.0, None) if self.trimmed else inst.time_range()
-        frames, _ = read_frames(self.path(inst), start_sec, stop_sec)
+        frames, _ = read_frames(self.path(inst), start_sec, stop_sec, self.truncated)
         if self.transform.train:
             picks = jittered_indices(len(frames), self.num_frames, generator)
         else:

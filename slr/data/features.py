@@ -24,7 +24,8 @@ from slr.data.dataset import ClipDataset, Failed, Sample, collate_clips
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when what a store holds, or how it is computed, changes
+# bump when what a store holds, or how it is computed, changes (3: truncated clips left out)
+FORMAT_VERSION = 3
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T,3,S,S), (B,) -> (B,T,D)
 
 
@@ -52,6 +53,7 @@ def store_key(dataset: ClipDataset, views: int, encoder_digest: str) -> str:
         "transform": dataset.transform.__dict__,
         "num_frames": dataset.num_frames,
         "trimmed": dataset.trimmed,
+        "truncated": dataset.truncated,
         "views": views,
         "files": files,
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from slr.data.video import DECODE_ERRORS, DecodeError, open_video
+from slr.data.video import DECODE_ERRORS, DecodeError, cut_short, open_video
 from slr.data.wlasl import Instance
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
 
 def _check_not_cut_short(decoded: int, listed: int) -> None:
     """Some WLASL clips list 1-3 frames more than decode; far fewer means a truncated file."""
-    if listed and decoded < 0.9 * listed - 3:
+    if cut_short(decoded, listed):
         raise DecodeError(f"decoded {decoded} of the {listed} frames the file lists")
 
 

@@ -44,13 +44,15 @@ def load_views(
     bbox: Box | None = None,
     start_sec: float = 0.0,
     stop_sec: float | None = None,
+    truncated: str = "skip",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode `path` once and cut `num_views` windows out of it, each cropped as at evaluation.
 
     Returns frames (V, T, 3, S, S) uint8 RGB, zero-padded after each view's length, and lengths
-    (V,) int64. Raises DecodeError or one of DECODE_ERRORS for a file that cannot be read.
+    (V,) int64. Raises DecodeError or one of DECODE_ERRORS for a file that cannot be read, or
+    (`truncated="skip"`) whose frames stop well before the count it lists.
     """
-    frames, _ = read_frames(path, start_sec, stop_sec)
+    frames, _ = read_frames(path, start_sec, stop_sec, truncated)
     box = square_box(bbox, frames[0].width, frames[0].height, bbox_margin)
     crops = np.zeros((num_views, num_frames, image_size, image_size, 3), dtype=np.uint8)
     lengths = []
@@ -87,6 +89,7 @@ class MultiViewClips(Dataset):
                 inst.bbox,
                 start_sec,
                 stop_sec,
+                self.clips.truncated,
             )
         except (DecodeError, *DECODE_ERRORS) as e:
             log.warning("skipping video %s (%s): %s", inst.video_id, path, e)

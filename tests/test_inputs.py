@@ -1,0 +1,81 @@
+"""Messy real-world video files: cut short, nonsense boxes, rotated phone clips. Each is
+reported, and handled as its setting says, never used silently as if it were whole."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from slr.data.dataset import ClipDataset
+from slr.data.transforms import ClipTransform
+from slr.data.video import DecodeError, read_frames
+from slr.data.wlasl import Instance
+from slr.predict import Predictor
+from tests.conftest import save_random_checkpoint
+
+
+def write_noisy(path: Path, frames: int = 50, size=(160, 120), faststart: bool = True) -> Path:
+    """Random frames (large packets, so a cut lands mid-stream); `faststart` puts the index at
+    the front, as web-served mp4s have it."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for _ in range(frames):
+            image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory) -> Path:
+    """A 50-frame clip with its last 65% of bytes missing (a download that stopped)."""
+    folder = tmp_path_factory.mktemp("cut")
+    whole = write_noisy(folder / "whole.mp4").read_bytes()
+    cut = folder / "cut.mp4"
+    cut.write_bytes(whole[: int(len(whole) * 0.35)])
+    return cut
+
+
+def test_whole_file_is_not_called_truncated(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        frames, _ = read_frames(write_noisy(tmp_path / "whole.mp4"))
+    assert len(frames) == 50
+    assert "truncated" not in caplog.text
+
+
+def test_truncated_file_is_skipped_by_default(cut_video):
+    with pytest.raises(DecodeError, match=r"cut.mp4: truncated, decoding stopped after \d+ of"):
+        read_frames(cut_video)
+
+
+def test_truncated_file_is_used_with_a_warning_when_asked(cut_video, caplog):
+    with caplog.at_level(logging.WARNING):
+        frames, _ = read_frames(cut_video, truncated="use")
+    assert 0 < len(frames) < 40
+    assert f"{cut_video}: truncated" in caplog.text
+    assert f"the {len(frames)} frames that decoded" in caplog.text
+
+
+def test_truncated_clip_fails_in_the_dataset(cut_video):
+    inst = Instance("cut", 0, "g", "train")
+    clips = ClipDataset([inst], cut_video.parent, 8, ClipTransform(image_size=32))
+    item = clips[0]
+    assert "truncated" in item["error"]
+    used = ClipDataset([inst], cut_video.parent, 8, ClipTransform(image_size=32), truncated="use")
+    assert "frames" in used[0]
+
+
+def test_predict_warns_on_a_truncated_file(cut_video, tmp_path, caplog):
+    ckpt = save_random_checkpoint(tmp_path / "r.ckpt", ["a", "b"])
+    with caplog.at_level(logging.WARNING):
+        result = Predictor(ckpt, device="cpu")(cut_video)
+    assert result["glosses"]
+    assert "truncated" in caplog.text
+    with pytest.raises(DecodeError, match="truncated"):
+        Predictor(ckpt, device="cpu", truncated="skip")(cut_video)
