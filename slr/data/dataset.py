@@ -84,13 +84,17 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> Sample | Failed:
         return self.get(i)
 
-    def get(self, i: int, generator: torch.Generator | None = None) -> Sample | Failed:
-        """Item i; train-time randomness (frames, crop, colour) drawn from `generator`."""
+    def get(
+        self, i: int, generator: torch.Generator | None = None, warn: bool = True
+    ) -> Sample | Failed:
+        """Item i; train-time randomness (frames, crop, colour) drawn from `generator`. A
+        failure is logged unless `warn` is False (the caller reports it)."""
         inst = self.instances[i]
         try:
             return self.load(inst, generator)
         except (DecodeError, *DECODE_ERRORS) as e:
-            log.warning("skipping video %s (%s): %s", inst.video_id, self.path(inst), e)
+            if warn:
+                log.warning("skipping video %s (%s): %s", inst.video_id, self.path(inst), e)
             return Failed(video_id=inst.video_id, error=str(e))
 
     def load(self, inst: Instance, generator: torch.Generator | None = None) -> Sample:
