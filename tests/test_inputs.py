@@ -9,9 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from slr.data.dataset import ClipDataset
-from slr.data.transforms import ClipTransform
+from slr.data.transforms import ClipTransform, checked_box
 from slr.data.video import DecodeError, read_frames
 from slr.data.wlasl import Instance
 from slr.predict import Predictor
@@ -79,3 +80,37 @@ def test_predict_warns_on_a_truncated_file(cut_video, tmp_path, caplog):
     assert "truncated" in caplog.text
     with pytest.raises(DecodeError, match="truncated"):
         Predictor(ckpt, device="cpu", truncated="skip")(cut_video)
+
+
+@pytest.mark.parametrize(
+    ("bbox", "expected", "says"),
+    [
+        ((10, 10, 50, 40), (10, 10, 50, 40), None),  # inside: as given
+        ((10, 10, 65, 49), (10, 10, 64, 48), None),  # a pixel over: clamped quietly
+        ((20, 10, 200, 400), (20, 10, 64, 48), "reaches outside the 64x48 frame; clamped"),
+        ((300, 200, 600, 400), None, "lies outside the 64x48 frame"),  # another resolution's
+        ((10, 10, 10, 40), None, "is empty or inverted"),
+        ((50, 40, 10, 10), None, "is empty or inverted"),
+        ((62, 10, 90, 40), None, "lies outside"),  # 2 pixels left inside: a sliver
+    ],
+)
+def test_checked_box(bbox, expected, says, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert checked_box(bbox, 64, 48, f"clip{bbox}.mp4") == expected
+    if says is None:
+        assert not caplog.records
+    else:
+        assert f"clip{bbox}.mp4: bbox {list(bbox)} {says}" in caplog.text
+
+
+def test_a_box_outside_the_frame_crops_like_no_box(tmp_path, caplog):
+    write_noisy(tmp_path / "v.mp4", frames=8, size=(64, 48))
+    outside = Instance("v", 0, "g", "test", bbox=(640, 360, 1280, 720))
+    plain = Instance("v", 0, "g", "test")
+    make = ClipDataset([outside, plain], tmp_path, 4, ClipTransform(image_size=32))
+    with caplog.at_level(logging.WARNING):
+        got, want = make[0]["frames"], make[1]["frames"]
+    assert torch.equal(got, want)
+    assert f"{tmp_path / 'v.mp4'}: bbox [640, 360, 1280, 720] lies outside" in caplog.text
+    make[0]
+    assert caplog.text.count("lies outside") == 1  # once per video, not per epoch

@@ -105,7 +105,7 @@ class ClipDataset(Dataset):
         else:
             picks = uniform_indices(len(frames), self.num_frames)
         width, height = frames[0].width, frames[0].height
-        box = self.transform.box(inst.bbox, width, height, generator)
+        box = self.transform.box(inst.bbox, width, height, generator, name=str(self.path(inst)))
         size, n = self.transform.image_size, len(picks)
         # frames are written in place into the zero-padded clip: no copy on the eval path
         crops = np.zeros((self.num_frames, size, size, 3), dtype=np.uint8)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from slr.data.dataset import ClipDataset, Failed, Sample
-from slr.data.transforms import Box, square_box
+from slr.data.transforms import Box, checked_box, square_box
 from slr.data.video import DECODE_ERRORS, DecodeError, crop_resize, read_frames
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def load_views(
     (`truncated="skip"`) whose frames stop well before the count it lists.
     """
     frames, _ = read_frames(path, start_sec, stop_sec, truncated)
-    box = square_box(bbox, frames[0].width, frames[0].height, bbox_margin)
+    width, height = frames[0].width, frames[0].height
+    box = square_box(checked_box(bbox, width, height, str(path)), width, height, bbox_margin)
     crops = np.zeros((num_views, num_frames, image_size, image_size, 3), dtype=np.uint8)
     lengths = []
     for v, picks in enumerate(shifted_indices(len(frames), num_frames, num_views)):
