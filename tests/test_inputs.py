@@ -15,6 +15,7 @@ from slr.data.dataset import ClipDataset
 from slr.data.transforms import ClipTransform, checked_box
 from slr.data.video import DecodeError, read_frames
 from slr.data.wlasl import Instance
+from slr.evaluation.views import load_views
 from slr.predict import Predictor
 from tests.conftest import save_random_checkpoint
 
@@ -114,3 +115,70 @@ def test_a_box_outside_the_frame_crops_like_no_box(tmp_path, caplog):
     assert f"{tmp_path / 'v.mp4'}: bbox [640, 360, 1280, 720] lies outside" in caplog.text
     make[0]
     assert caplog.text.count("lies outside") == 1  # once per video, not per epoch
+
+
+def write_rotated(path: Path, degrees: float, frames: int = 6) -> Path:
+    """A 64x48 clip stored with a white block at its top left and a display matrix turning it
+    `degrees` counter-clockwise (a phone held upright records -90)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for _ in range(frames):
+            image = np.zeros((48, 64, 3), np.uint8)
+            image[:12, :16] = 255
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("degrees", "shape", "corner"),
+    [
+        (0, (48, 64), (0, 0)),
+        (-90, (64, 48), (0, -1)),
+        (90, (64, 48), (-1, 0)),
+        (180, (48, 64), (-1, -1)),
+    ],
+)
+def test_rotated_video_is_decoded_upright(tmp_path, degrees, shape, corner):
+    frames, _ = read_frames(write_rotated(tmp_path / "r.mp4", degrees))
+    image = frames[0].to_ndarray(format="rgb24")[..., 0]
+    assert image.shape == shape
+    assert image[corner] > 200  # the block is where a player shows it (turned clockwise for -90)
+    assert image.mean() < 80
+
+
+def test_rotated_video_is_upright_in_training_and_predict(tmp_path):
+    write_rotated(tmp_path / "r.mp4", -90)
+    write_rotated(tmp_path / "u.mp4", 0)
+    clips = ClipDataset(
+        [Instance("r", 0, "g", "test"), Instance("u", 0, "g", "test")],
+        tmp_path,
+        4,
+        ClipTransform(image_size=32),
+    )
+    rotated, upright = clips[0]["frames"][0, 0], clips[1]["frames"][0, 0]  # (S, S) red channel
+    # the centre square of a portrait 48x64 frame vs a landscape one: different pictures, and
+    # the rotated one's is what np.rot90 of the stored frame shows
+    assert not torch.equal(rotated, upright)
+    stored = np.zeros((48, 64), np.uint8)
+    stored[:12, :16] = 255
+    shown = np.rot90(stored, k=-1)  # (64, 48): clockwise
+    top = (64 - 48) // 2
+    expected = torch.from_numpy(shown[top : top + 48].copy()).float()
+    got = torch.nn.functional.interpolate(rotated[None, None].float(), size=(48, 48))[0, 0]
+    assert (got > 128).eq(expected > 128).float().mean() > 0.95
+    views, _ = load_views(tmp_path / "r.mp4", 4, 32, 0.15)
+    assert torch.equal(views[0, :, 0], clips[0]["frames"][:, 0])
+
+
+def test_prepare_keeps_the_display_rotation(tmp_path):
+    from slr.data.trim import Cut, cut_video, pick_encoder
+
+    source = write_rotated(tmp_path / "phone.mp4", -90, frames=10)
+    cut = Cut(Instance("c", 0, "g", "train", frame_start=3, frame_end=8), tmp_path / "c.mp4")
+    cut_video(source, [cut], pick_encoder())
+    assert not cut.error and cut.written == 6
+    frames, _ = read_frames(cut.path)
+    assert (frames[0].width, frames[0].height) == (48, 64)

@@ -25,7 +25,8 @@ from slr.data.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# bump when what a store holds, or how it is computed, changes (3: truncated clips left out)
+# bump when what a store holds, or how it is computed, changes (3: truncated clips left
+# out, display rotation applied)
 FORMAT_VERSION = 3
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T,3,S,S), (B,) -> (B,T,D)
 

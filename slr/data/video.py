@@ -4,6 +4,7 @@ for some WLASL clips claims 1-3 frames more than decode."""
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -61,6 +62,7 @@ def read_frames(
         frames, fps, _, short = _decode_range(path, start_sec, stop_sec, seek=False)
     if not frames:
         raise DecodeError(f"{path}: no frames decoded in [{start_sec}, {stop_sec}) s")
+    frames = upright(frames, path)
     if short:
         message = f"{path}: truncated, decoding stopped after {short}"
         if truncated == "skip":
@@ -107,6 +109,46 @@ def _decode_range(
                 listed = int(stream.duration * stream.time_base * fps)
             short = f"{i + 1} of the {listed} frames it lists" if cut_short(i + 1, listed) else ""
     return frames, fps, first, short
+
+
+# quarter turns counter-clockwise -> the FFmpeg filters that apply them (as ffmpeg's autorotate)
+_TURNS = {
+    1: (("transpose", "cclock"),),
+    2: (("hflip", ""), ("vflip", "")),
+    3: (("transpose", "clock"),),
+}
+
+
+def upright(frames: list[av.VideoFrame], path: str | Path = "") -> list[av.VideoFrame]:
+    """The frames as a player shows them: with the stream's display matrix applied (phone
+    videos carry one, e.g. -90 degrees, and store their frames sideways). A rotation that is no
+    multiple of 90 degrees cannot be applied: warned, frames left as stored."""
+    degrees = frames[0].rotation  # counter-clockwise, from the display matrix; 0 without one
+    turns = round(degrees / 90) % 4
+    if abs(degrees - 90 * round(degrees / 90)) > 1:
+        log.warning("%s: display rotation %s degrees is no multiple of 90; not applied", path,
+                    degrees)  # fmt: skip
+        return frames
+    if turns == 0:
+        return frames
+    first = frames[0]
+    graph = av.filter.Graph()
+    nodes = [
+        graph.add_buffer(
+            width=first.width,
+            height=first.height,
+            format=first.format,
+            time_base=first.time_base or Fraction(1, 25),
+        )
+    ]
+    nodes += [graph.add(name, args) for name, args in _TURNS[turns]]
+    nodes.append(graph.add("buffersink"))
+    graph.link_nodes(*nodes).configure()
+    out = []
+    for frame in frames:
+        graph.vpush(frame)
+        out.append(graph.vpull())
+    return out
 
 
 _PLANAR_420 = ("yuv420p", "yuvj420p")  # what H.264 and MPEG-4 part 2 clips decode to
