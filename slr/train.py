@@ -25,6 +25,13 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from slr.data.failures import ClipFailures
 from slr.models.module import SignLitModule
 from slr.provenance import record_provenance
+from slr.resume import (
+    ALLOW_KEY,
+    check_resume,
+    finished_metrics,
+    keep_earlier_values,
+    keep_first_overrides,
+)
 from slr.rng_state import RngState
 from slr.runs import record_data, to_builtin, write_json
 from slr.status import BestEpoch, RunStatus
@@ -65,6 +72,14 @@ def train(cfg: DictConfig) -> dict:
     # before the Trainer exists, the rank comes from the environment (DDP children, SLURM tasks)
     status = RunStatus(run_dir, enabled=rank_zero_only.rank == 0)
     resuming = cfg.get("ckpt_path") is not None
+    if rank_zero_only.rank == 0:
+        keep_first_overrides(run_dir, resuming)  # whatever comes of this part
+    if resuming:  # checked before the status changes: a refused resume leaves the run as it was
+        check_resume(cfg, run_dir)
+        finished = finished_metrics(run_dir)
+        if finished is not None and not cfg.get(ALLOW_KEY):
+            log.info("%s finished already (status.json: done): nothing to resume", run_dir)
+            return finished
     status.running(resumed_from=str(cfg.ckpt_path) if resuming else None)
     try:
         metrics = _fit_and_test(cfg, run_dir, status, resuming)
@@ -145,6 +160,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         metrics.update(results)
     metrics = {**to_builtin(metrics), "wall_s": status.wall_s, "videos": data_counts}
     if trainer.is_global_zero:
+        if resuming:  # a part that trained no further epoch has no train/* values of its own
+            metrics = keep_earlier_values(metrics, run_dir)
         write_json(run_dir / "metrics.json", metrics)
         log.info("metrics written to %s", run_dir / "metrics.json")
     return metrics
