@@ -23,6 +23,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from slr.data.failures import ClipFailures
+from slr.models.checkpoint import check_checkpoint_file
 from slr.models.module import SignLitModule
 from slr.provenance import record_provenance
 from slr.resume import (
@@ -183,6 +184,7 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: pl.Trainer) -> str | None:
         hint = "check ckpt_path"
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint at {path}; {hint}")
+    check_checkpoint_file(path)  # Lightning's own error for a damaged file names neither
     log.info("resuming from %s", path)
     return str(path)
 
