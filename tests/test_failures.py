@@ -164,3 +164,17 @@ def test_sigterm_fails_the_run_with_128_plus_15_and_it_resumes(tiny_root, tmp_pa
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 3
     assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
+
+
+def test_slr_test_fails_when_the_test_clips_fail(tiny_root, tmp_path):
+    from slr.test import evaluate
+    from tests.conftest import compose_cfg, save_random_checkpoint
+
+    glosses = json.loads((tiny_root / "WLASL_v0.3.json").read_text())
+    ckpt = save_random_checkpoint(tmp_path / "r.ckpt", [g["gloss"] for g in glosses])
+    root = broken_copy(tiny_root, tmp_path / "html", split="test")
+    overrides = ["experiment=demo", f"data.root={root}", f"ckpt_path={ckpt}", *TINY[2:4]]
+    cfg = compose_cfg("test", [*overrides, "data.features=live"], tmp_path / "test")
+    with pytest.raises(TooManyFailures, match="no usable test clip: all 6 failed"):
+        evaluate(cfg)
+    assert not (tmp_path / "test" / "test_metrics.json").exists()
