@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from slr.data.datamodule import WLASLDataModule
 from slr.data.dataset import collate_clips
-from slr.data.failures import check_failures
+from slr.data.failures import MAX_FAILED_FRACTION, check_failures
 from slr.evaluation import plots
 from slr.evaluation.report import (
     Predictions,
@@ -112,7 +112,8 @@ def evaluate(cfg: DictConfig) -> dict:
     outputs = trainer.predict(module, dataloaders=make_test_loader(datamodule, num_views))
     predictions = Predictions.gather(outputs, len(glosses))
     total = len(predictions.video_ids) + len(predictions.errors)
-    check_failures("test", predictions.errors, total, datamodule.hparams.max_failed_fraction)
+    max_failed = datamodule.hparams.get("max_failed_fraction", MAX_FAILED_FRACTION)
+    check_failures("test", predictions.errors, total, max_failed)
     report = build_report(predictions, glosses, num_views)
 
     write_per_gloss_csv(run_dir / "per_gloss.csv", report.per_gloss)

@@ -22,7 +22,7 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from slr.data.failures import ClipFailures
+from slr.data.failures import MAX_FAILED_FRACTION, ClipFailures
 from slr.models.checkpoint import check_checkpoint_file
 from slr.models.module import SignLitModule
 from slr.provenance import record_provenance
@@ -101,7 +101,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate_unwrapped(cfg.data)  # first: it refuses unusable data settings
     best_epoch = BestEpoch(status)
-    failures = ClipFailures(datamodule.hparams.max_failed_fraction)
+    failures = ClipFailures(datamodule.hparams.get("max_failed_fraction", MAX_FAILED_FRACTION))
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,

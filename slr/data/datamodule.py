@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.demo import ensure_demo_dataset
-from slr.data.failures import check_data_settings, check_failures
+from slr.data.failures import MAX_FAILED_FRACTION, check_data_settings, check_failures
 from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
 from slr.data.video import TRUNCATED
@@ -69,7 +69,7 @@ class WLASLDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         cache_views: int = 4,
         make_demo: bool = False,
-        max_failed_fraction: float = 0.1,
+        max_failed_fraction: float = MAX_FAILED_FRACTION,
     ) -> None:
         super().__init__()
         if features not in ("live", "cached"):

@@ -12,6 +12,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 log = logging.getLogger(__name__)
+MAX_FAILED_FRACTION = 0.1  # data.max_failed_fraction's default, also for data modules without it
 
 
 class TooManyFailures(RuntimeError):
@@ -94,7 +95,7 @@ class ClipFailures(Callback):
         max_fraction: the largest share of a split's clips that may fail (data.max_failed_fraction).
     """
 
-    def __init__(self, max_fraction: float = 0.1) -> None:
+    def __init__(self, max_fraction: float = MAX_FAILED_FRACTION) -> None:
         self.max_fraction = max_fraction
         self.counts: dict[str, list[int]] = {}
         self.errors: dict[str, dict[str, str]] = {}
