@@ -137,7 +137,7 @@ def build_store(
     """
     cache_dir = Path(cache_dir)
     path = cache_dir / store_key(clips, views, encoder_digest)
-    store = _try_open(path)
+    store = _try_open(path, warn=False)  # a damaged one is named under the lock, below
     if store is not None and not store.failed:
         return store
     try:
@@ -167,14 +167,15 @@ def build_store(
     return FeatureStore.open(path)
 
 
-def _try_open(path: Path) -> FeatureStore | None:
+def _try_open(path: Path, warn: bool = True) -> FeatureStore | None:
     """The complete store at `path`; None if absent or damaged (said so; the caller rebuilds)."""
     if not (path / "meta.json").is_file():
         return None
     try:
         return FeatureStore.open(path)
     except DamagedStore as e:
-        log.warning("%s; rebuilding it", e)
+        if warn:
+            log.warning("%s; rebuilding it", e)
         return None
 
 
