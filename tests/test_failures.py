@@ -178,3 +178,14 @@ def test_slr_test_fails_when_the_test_clips_fail(tiny_root, tmp_path):
     with pytest.raises(TooManyFailures, match="no usable test clip: all 6 failed"):
         evaluate(cfg)
     assert not (tmp_path / "test" / "test_metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_cli_exits_non_zero_on_a_root_of_html_pages(tiny_root, tmp_path):
+    root = broken_copy(tiny_root, tmp_path / "html")
+    done = run_train(root, f"hydra.run.dir={tmp_path / 'run'}", f"data.cache_dir={root}/features")
+    assert done.returncode == 1
+    assert "no usable train clip: all 12 failed" in done.stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and "no usable train clip" in status["error"]
+    assert not (tmp_path / "run" / "metrics.json").exists()
