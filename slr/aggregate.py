@@ -11,7 +11,9 @@ import argparse
 import csv
 import io
 import json
+import os
 import re
+import socket
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,21 @@ class Row:
     stats: dict[str, tuple[float, float | None, int]] = field(default_factory=dict)  # mean, std, n
 
 
+def process_gone(status: dict) -> bool:
+    """Whether the process a `running` status.json names is known to have ended: only
+    decidable on the host it ran on (a live run elsewhere, a SLURM node, stays `running`)."""
+    pid, host = status.get("pid"), status.get("host")
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: no signal, only whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process of that number: alive
+        return False
+    return False
+
+
 def read_run(path: Path) -> Run:
     """A run directory: .hydra/overrides.yaml, metrics.json and status.json (any may be absent)."""
 
@@ -62,7 +79,14 @@ def read_run(path: Path) -> Run:
     metrics = load("metrics.json", json.loads) or {}
     status = load("status.json", json.loads) or {}
     state = status.get("status") or ("done" if metrics else "unknown")
-    if state == "running" and status.get("epoch") is not None:
+    error = status.get("error")
+    if state == "running" and process_gone(status):
+        state = "dead"
+        error = (
+            f"its process ({status['pid']} on {status['host']}) is gone: killed without a "
+            f"chance to say so; resume with hydra.run.dir={path} ckpt_path=last"
+        )
+    elif state == "running" and status.get("epoch") is not None:
         state = f"running (epoch {status['epoch']})"
     values = {col: metrics.get(key) for col, key in METRICS.items()}
     if not metrics:  # an unfinished run: its best val so far, from status.json
@@ -81,7 +105,7 @@ def read_run(path: Path) -> Run:
         },
         status=state,
         values=values,
-        error=status.get("error"),
+        error=error,
     )
 
 
@@ -218,7 +242,7 @@ def aggregate(root: Path) -> str:
     rows, keys = group(runs)
     header, cells = table(rows, keys, root)
     text = markdown(header, cells)
-    failed = [r for r in runs if r.status == "failed"]
+    failed = [r for r in runs if r.status in ("failed", "dead")]
     if failed:
         errors = ["- {}: {}\n".format(r.path, " ".join(str(r.error).split())) for r in failed]
         text += "\nFailed runs (status.json has each traceback):\n\n" + "".join(errors)

@@ -18,8 +18,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from slr.models.checkpoint import load_checkpoint
+from slr.models.checkpoint import check_checkpoint_file, load_checkpoint
 from slr.models.mobilenet_lstm import SignClassifier
+from slr.paths import check_writable
 from slr.runs import require
 
 log = logging.getLogger(__name__)
@@ -154,13 +155,14 @@ def export(
     """
     if fmt not in FORMATS:
         raise ValueError(f"format={fmt}: use one of {', '.join(FORMATS)}")
+    path = Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[fmt])
+    check_checkpoint_file(ckpt_path)
+    check_writable(path, "output")  # before the export's work, not after it
     module = load_checkpoint(ckpt_path)
     net = module.net.eval()
     # the export computes in float32; bf16 autocast is a speed option of the PyTorch backbone
     net.encoder.bf16 = False
     spec = module.hparams.preprocessing
-    path = Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[fmt])
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = ExportableClassifier(net).eval()
     size, num_frames = spec["image_size"], spec["num_frames"]
     # batch 2: torch.export would take a batch of 1 for a constant

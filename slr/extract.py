@@ -31,7 +31,7 @@ def extract(cfg: DictConfig) -> dict[str, dict]:
         dataset = datamodule.cached(split)
         summary[split] = {
             **counts[split],
-            "cached": len(dataset),
+            "cached": len(dataset) - len(dataset.store.failed),
             "failed": len(dataset.store.failed),
             "views": dataset.store.views,
             "store": str(dataset.store.path),

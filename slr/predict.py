@@ -20,9 +20,10 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from slr.data.video import DECODE_ERRORS, DecodeError
+from slr.data.video import DECODE_ERRORS, TRUNCATED, DecodeError
 from slr.evaluation.views import load_views
 from slr.models.checkpoint import load_checkpoint
+from slr.paths import check_writable
 from slr.runs import require
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class Predictor:
         topk: how many glosses to return per video.
         num_views: evenly shifted temporal windows per video; their softmax is averaged.
         num_frames, image_size, bbox_margin: override the checkpoint's preprocessing.
+        truncated: a file whose frames stop well before the count it lists: "use" what decodes
+            (with a warning) or "skip" it (an error result).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Predictor:
         num_frames: int | None = None,
         image_size: int | None = None,
         bbox_margin: float | None = None,
+        truncated: str = "use",
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -86,6 +90,7 @@ class Predictor:
         self.bbox_margin = spec["bbox_margin"] if bbox_margin is None else bbox_margin
         self.topk = min(topk, len(self.glosses))
         self.num_views = num_views
+        self.truncated = truncated
         # one clip through the network first: its one-off set-up costs (kernel selection,
         # allocator growth) belong to loading, not to the first video's latency
         start = time.perf_counter()
@@ -130,6 +135,7 @@ class Predictor:
             bbox,
             start_sec,
             stop_sec,
+            self.truncated,
         )  # (V, T, 3, S, S), (V,)
         timing = {"decode": time.perf_counter() - start}
         probs, model_timing = self._infer(clips[None], lengths[None])
@@ -198,6 +204,20 @@ def frame_range(frame_start: int, frame_end: int, frame_rate: float) -> tuple[fl
     return (frame_start - 1) / frame_rate, None if frame_end == -1 else frame_end / frame_rate
 
 
+def check_predict_settings(cfg: DictConfig) -> None:
+    """Refuse values no prediction can use, naming the key."""
+    if not isinstance(cfg.topk, int) or cfg.topk < 1:
+        raise ValueError(f"topk={cfg.topk}: how many glosses to print per video, 1 or more")
+    for key in ("num_frames", "image_size"):
+        value = cfg.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{key}={value}: 1 or more, or null for the checkpoint's own")
+    if cfg.get("bbox_margin") is not None and cfg.bbox_margin < 0:
+        raise ValueError(f"bbox_margin={cfg.bbox_margin}: 0 or more, or null")
+    if cfg.get("truncated", "use") not in TRUNCATED:
+        raise ValueError(f"truncated={cfg.truncated}: use one of {TRUNCATED}")
+
+
 def predict(cfg: DictConfig) -> list[dict]:
     """Classify every video of `cfg.input`, printing and optionally writing each result."""
     start_sec, stop_sec = frame_range(cfg.frame_start, cfg.frame_end, cfg.frame_rate)
@@ -208,9 +228,10 @@ def predict(cfg: DictConfig) -> list[dict]:
             raise ValueError(f"bbox={list(cfg.bbox)}: give [x1, y1, x2, y2] with x2 > x1, y2 > y1")
     if cfg.num_views < 1:
         raise ValueError(f"num_views={cfg.num_views}: use 1 or more windows per video")
+    check_predict_settings(cfg)
     videos = find_videos(cfg.input)
-    if cfg.output:  # made now: a path that cannot be written fails before the model loads
-        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
+    if cfg.output:  # checked now: a path that cannot be written fails before the model loads
+        check_writable(cfg.output, "output")
     load_start = time.perf_counter()
     predictor = Predictor(
         cfg.ckpt_path,
@@ -220,6 +241,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         cfg.num_frames,
         cfg.image_size,
         cfg.bbox_margin,
+        cfg.get("truncated", "use"),
     )
     print(
         f"model loaded in {time.perf_counter() - load_start:.2f} s (warm-up clip "

@@ -71,11 +71,11 @@ class RunStatus:
         self.state.update(status="done", finished=_now(), **{"val/top1": metrics.get("val/top1")})
         self.write()
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException, reason: str | None = None) -> None:
         self.state.update(
             status="failed",
             finished=_now(),
-            error=f"{type(error).__name__}: {error}",
+            error=reason or f"{type(error).__name__}: {error}",
             traceback="".join(traceback.format_exception(error)),
         )
         self.write()

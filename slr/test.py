@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from slr.data.datamodule import WLASLDataModule
 from slr.data.dataset import collate_clips
+from slr.data.failures import MAX_FAILED_FRACTION, check_failures
 from slr.evaluation import plots
 from slr.evaluation.report import (
     Predictions,
@@ -142,6 +143,9 @@ def evaluate(cfg: DictConfig) -> dict:
         )
     outputs = trainer.predict(module, dataloaders=make_test_loader(datamodule, num_views, split))
     predictions = Predictions.gather(outputs, len(glosses))
+    total = len(predictions.video_ids) + len(predictions.errors)
+    max_failed = datamodule.hparams.get("max_failed_fraction", MAX_FAILED_FRACTION)
+    check_failures("test", predictions.errors, total, max_failed)
     report = build_report(predictions, glosses, num_views)
 
     write_per_gloss_csv(run_dir / "per_gloss.csv", report.per_gloss)

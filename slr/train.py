@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from contextlib import contextmanager
@@ -13,14 +14,25 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from slr.data.failures import MAX_FAILED_FRACTION, ClipFailures
+from slr.models.checkpoint import check_checkpoint_file
 from slr.models.module import SignLitModule
 from slr.provenance import record_provenance
+from slr.resume import (
+    ALLOW_KEY,
+    check_resume,
+    finished_metrics,
+    keep_earlier_values,
+    keep_first_overrides,
+)
 from slr.rng_state import RngState
 from slr.runs import record_data, to_builtin, write_json
 from slr.status import BestEpoch, RunStatus
@@ -43,6 +55,17 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(c) for c in (group or {}).values() if c is not None]
 
 
+def instantiate_unwrapped(node: DictConfig):
+    """instantiate(), raising a constructor's own ValueError (which names the setting) rather
+    than Hydra's InstantiationException around it."""
+    try:
+        return instantiate(node)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ValueError):
+            raise e.__cause__ from None
+        raise
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, write metrics.json into the run directory; return metrics.
     status.json says running / done / failed (with the error) throughout."""
@@ -50,9 +73,22 @@ def train(cfg: DictConfig) -> dict:
     # before the Trainer exists, the rank comes from the environment (DDP children, SLURM tasks)
     status = RunStatus(run_dir, enabled=rank_zero_only.rank == 0)
     resuming = cfg.get("ckpt_path") is not None
+    if rank_zero_only.rank == 0:
+        keep_first_overrides(run_dir, resuming)  # whatever comes of this part
+    if resuming:  # checked before the status changes: a refused resume leaves the run as it was
+        check_resume(cfg, run_dir)
+        finished = finished_metrics(run_dir)
+        if finished is not None and not cfg.get(ALLOW_KEY):
+            log.info("%s finished already (status.json: done): nothing to resume", run_dir)
+            return finished
     status.running(resumed_from=str(cfg.ckpt_path) if resuming else None)
     try:
         metrics = _fit_and_test(cfg, run_dir, status, resuming)
+    except SIGTERMException as e:
+        # Lightning's SystemExit carries no code, so a run that SLURM's time limit, `timeout` or
+        # a container stop ended would exit 0 as if finished: exit 128 + 15 as a shell would
+        status.failed(e, reason="terminated by SIGTERM; resume it with ckpt_path=last")
+        raise SystemExit(128 + signal.SIGTERM) from e
     except BaseException as e:  # KeyboardInterrupt too: the status must not stay "running"
         status.failed(e)
         raise
@@ -63,11 +99,13 @@ def train(cfg: DictConfig) -> dict:
 def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: bool) -> dict:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate_unwrapped(cfg.data)  # first: it refuses unusable data settings
     best_epoch = BestEpoch(status)
+    failures = ClipFailures(datamodule.hparams.get("max_failed_fraction", MAX_FAILED_FRACTION))
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch, RngState()],
+        callbacks=[*instantiate_all(cfg.get("callbacks")), best_epoch, RngState(), failures],
         logger=loggers or False,
     )
     status.enabled = trainer.is_global_zero  # now known for every launcher
@@ -79,7 +117,6 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         if resuming:
             keep_csv_history(loggers)
 
-    datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     # one process writes the run's files; the counts are the same on every rank
     data_counts = record_data(datamodule, run_dir) if trainer.is_global_zero else {}
@@ -103,6 +140,8 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         dataset=datamodule.dataset_spec,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.received_sigterm:  # arrived where Lightning's loops do not check for it
+        raise SIGTERMException(signal.SIGTERM)
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint else ""
@@ -112,15 +151,20 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
         "val/top1": None,  # stays None only if validation never ran
         **val,
         **{k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")},  # last
+        "train/skipped": failures.skipped.get("train"),  # clips that failed to decode, last epoch
         "epochs": trainer.current_epoch,  # epochs completed (early stopping may end sooner)
         "best_epoch": best_index,
         "best_ckpt": best or None,
     }
     if cfg.get("test"):
         (results,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        if trainer.received_sigterm:
+            raise SIGTERMException(signal.SIGTERM)
         metrics.update(results)
     metrics = {**to_builtin(metrics), "wall_s": status.wall_s, "videos": data_counts}
     if trainer.is_global_zero:
+        if resuming:  # a part that trained no further epoch has no train/* values of its own
+            metrics = keep_earlier_values(metrics, run_dir)
         write_json(run_dir / "metrics.json", metrics)
         log.info("metrics written to %s", run_dir / "metrics.json")
     return metrics
@@ -142,6 +186,7 @@ def resolve_ckpt_path(ckpt_path: str | None, trainer: pl.Trainer) -> str | None:
         hint = "check ckpt_path"
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint at {path}; {hint}")
+    check_checkpoint_file(path)  # Lightning's own error for a damaged file names neither
     log.info("resuming from %s", path)
     return str(path)
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from slr.data.dataset import ClipDataset, collate_clips
 from slr.data.demo import ensure_demo_dataset
+from slr.data.failures import MAX_FAILED_FRACTION, check_data_settings, check_failures
 from slr.data.feature_augment import FeatureAugment
 from slr.data.features import FeatureDataset, build_store, module_digest
 from slr.data.readers.asl_citizen import ASLCitizenReader
@@ -26,6 +27,7 @@ from slr.data.readers.csv import CSVReader
 from slr.data.readers.folders import FoldersReader
 from slr.data.readers.wlasl import WLASLReader
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
+from slr.data.video import TRUNCATED
 from slr.data.wlasl import SPLITS, Instance, SubsetIndex
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ class WLASLDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         bbox_margin, crop_scale, color_jitter, hflip_p: see `ClipTransform`.
         trimmed: videos are already cut to their frame range (official preprocessing, slr.prepare).
+        truncated: a video whose frames stop well before the count its file lists: "skip" it
+            (counted as failed) or "use" the frames that decode; warned either way.
         features: "live" decodes video and runs the backbone every epoch; "cached" runs them once
             per clip and view and stores the backbone's features on disk (see `use_encoder`).
         cache_dir: where feature stores live; None = ROOT/features.
@@ -55,6 +59,8 @@ class WLASLDataModule(pl.LightningDataModule):
             features (see `FeatureAugment`); off by default.
         balanced: draw training clips with probability inversely proportional to their gloss's
             clip count (with replacement, as many per epoch as there are clips).
+        max_failed_fraction: the largest share of a split's clips that may fail to decode; more
+            (or no usable clip at all) stops the run (see `slr.data.failures`).
     """
 
     def __init__(
@@ -71,6 +77,7 @@ class WLASLDataModule(pl.LightningDataModule):
         color_jitter: float = 0.2,
         hflip_p: float = 0.0,
         trimmed: bool = True,
+        truncated: str = "skip",
         features: str = "live",
         cache_dir: str | None = None,
         cache_views: int = 4,
@@ -79,6 +86,7 @@ class WLASLDataModule(pl.LightningDataModule):
         aug_crop: float = 1.0,
         aug_frame_dropout: float = 0.0,
         balanced: bool = False,
+        max_failed_fraction: float = MAX_FAILED_FRACTION,
     ) -> None:
         super().__init__()
         if features not in ("live", "cached"):
@@ -89,6 +97,12 @@ class WLASLDataModule(pl.LightningDataModule):
                 "data.aug_speed/aug_crop/aug_frame_dropout augment cached features: set "
                 "data.features=cached (live clips already sample their frames with jitter)"
             )
+        if truncated not in TRUNCATED:
+            raise ValueError(f"data.truncated={truncated!r}: use one of {TRUNCATED}")
+        check_data_settings(
+            num_frames, image_size, batch_size, num_workers, cache_views, bbox_margin,
+            crop_scale, color_jitter, hflip_p, max_failed_fraction,
+        )  # fmt: skip
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / "features"
@@ -103,6 +117,11 @@ class WLASLDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         if self.hparams.make_demo:
             ensure_demo_dataset(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(
+                f"data.root={self.root} is a file, not a folder. Point data.root at "
+                f"{self.reader.layout} (for one video, use slr.predict input=)."
+            )
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"data.root={self.root} does not exist. Point data.root at "
@@ -198,8 +217,9 @@ class WLASLDataModule(pl.LightningDataModule):
                 color_jitter=h.color_jitter,
                 hflip_p=h.hflip_p,
             )
-            video_dir = self.reader.video_dir
-            self.clips[split] = ClipDataset(insts, video_dir, h.num_frames, transform, h.trimmed)
+            self.clips[split] = ClipDataset(
+                insts, self.reader.video_dir, h.num_frames, transform, h.trimmed, h.truncated
+            )
         return self.clips[split]
 
     def cached(self, split: str) -> FeatureDataset:
@@ -218,6 +238,8 @@ class WLASLDataModule(pl.LightningDataModule):
             num_workers=h.num_workers,
             desc=f"caching {split} features",
         )
+        # the failures are known now: a split that is (nearly) all failures stops before training
+        check_failures(split, store.failed, len(clips), h.max_failed_fraction)
         return FeatureDataset(store, clips, train=split == "train", augment=self.augment)
 
     def setup(self, stage: str | None = None) -> None:

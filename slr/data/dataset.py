@@ -55,6 +55,8 @@ class ClipDataset(Dataset):
         transform: spatial preset; `transform.train` also selects jittered temporal sampling.
         trimmed: the files are already cut to the instance's frame range (as the official
             preprocessing writes them); False cuts [frame_start, frame_end] out of the file here.
+        truncated: a file whose frames stop well before the count it lists: "skip" it (a
+            `Failed` record) or "use" the frames that decode (with a warning).
     """
 
     def __init__(
@@ -64,12 +66,14 @@ class ClipDataset(Dataset):
         num_frames: int,
         transform: ClipTransform,
         trimmed: bool = True,
+        truncated: str = "skip",
     ) -> None:
         self.instances = list(instances)
         self.video_dir = Path(video_dir)
         self.num_frames = num_frames
         self.transform = transform
         self.trimmed = trimmed
+        self.truncated = truncated
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -80,24 +84,28 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> Sample | Failed:
         return self.get(i)
 
-    def get(self, i: int, generator: torch.Generator | None = None) -> Sample | Failed:
-        """Item i; train-time randomness (frames, crop, colour) drawn from `generator`."""
+    def get(
+        self, i: int, generator: torch.Generator | None = None, warn: bool = True
+    ) -> Sample | Failed:
+        """Item i; train-time randomness (frames, crop, colour) drawn from `generator`. A
+        failure is logged unless `warn` is False (the caller reports it)."""
         inst = self.instances[i]
         try:
             return self.load(inst, generator)
         except (DecodeError, *DECODE_ERRORS) as e:
-            log.warning("skipping video %s (%s): %s", inst.video_id, self.path(inst), e)
+            if warn:
+                log.warning("skipping video %s (%s): %s", inst.video_id, self.path(inst), e)
             return Failed(video_id=inst.video_id, error=str(e))
 
     def load(self, inst: Instance, generator: torch.Generator | None = None) -> Sample:
         start_sec, stop_sec = (0.0, None) if self.trimmed else inst.time_range()
-        frames, _ = read_frames(self.path(inst), start_sec, stop_sec)
+        frames, _ = read_frames(self.path(inst), start_sec, stop_sec, self.truncated)
         if self.transform.train:
             picks = jittered_indices(len(frames), self.num_frames, generator)
         else:
             picks = uniform_indices(len(frames), self.num_frames)
         width, height = frames[0].width, frames[0].height
-        box = self.transform.box(inst.bbox, width, height, generator)
+        box = self.transform.box(inst.bbox, width, height, generator, name=str(self.path(inst)))
         size, n = self.transform.image_size, len(picks)
         # frames are written in place into the zero-padded clip: no copy on the eval path
         crops = np.zeros((self.num_frames, size, size, 3), dtype=np.uint8)

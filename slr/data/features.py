@@ -17,15 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from slr.data.dataset import ClipDataset, Failed, Sample, collate_clips
 from slr.data.feature_augment import FeatureAugment
+from slr.data.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when what a store holds, or how it is computed, changes
+# bump when what a store holds, or how it is computed, changes (3: truncated clips left
+# out, display rotation applied)
+FORMAT_VERSION = 3
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B,T,3,S,S), (B,) -> (B,T,D)
 
 
@@ -55,10 +58,15 @@ def store_key(dataset: ClipDataset, views: int, encoder_digest: str) -> str:
         "transform": dataset.transform.__dict__,
         "num_frames": dataset.num_frames,
         "trimmed": dataset.trimmed,
+        "truncated": dataset.truncated,
         "views": views,
         "files": files,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class DamagedStore(ValueError):
+    """A store folder whose files do not add up (cut short, overwritten, half deleted)."""
 
 
 @dataclass
@@ -74,15 +82,26 @@ class FeatureStore:
 
     @classmethod
     def open(cls, path: Path) -> FeatureStore:
-        meta = json.loads((path / "meta.json").read_text())
-        return cls(
-            path=path,
-            video_ids=meta["video_ids"],
-            views=meta["views"],
-            features=np.load(path / "features.npy", mmap_mode="r"),
-            lengths=np.load(path / "lengths.npy"),
-            failed=meta["failed"],
-        )
+        """Raises DamagedStore when the files are unreadable or do not match each other."""
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            store = cls(
+                path=path,
+                video_ids=meta["video_ids"],
+                views=meta["views"],
+                features=np.load(path / "features.npy", mmap_mode="r"),
+                lengths=np.load(path / "lengths.npy"),
+                failed=meta["failed"],
+            )
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as e:  # cut .npy: ValueError
+            raise DamagedStore(f"feature store {path} is damaged ({type(e).__name__}: {e})") from e
+        rows = len(store.video_ids) * store.views
+        if store.features.shape[:1] != (rows,) or store.lengths.shape != (rows,):
+            raise DamagedStore(
+                f"feature store {path} is damaged: {rows} rows listed, features "
+                f"{store.features.shape}, lengths {store.lengths.shape}"
+            )
+        return store
 
 
 class _Views(Dataset):
@@ -95,7 +114,8 @@ class _Views(Dataset):
         return len(self.clips) * self.views
 
     def __getitem__(self, row: int) -> Sample | Failed:
-        item = self.clips.get(row // self.views, torch.Generator().manual_seed(row))
+        # not warned per view: the store names each failed clip once
+        item = self.clips.get(row // self.views, torch.Generator().manual_seed(row), warn=False)
         if "error" not in item:
             item["row"] = torch.tensor(row)  # where it goes: failed clips leave their rows empty
         return item
@@ -114,16 +134,29 @@ def build_store(
     """Open the store for these clips, building it first if absent.
 
     Safe for runs that start together: one builds under a lock into a temporary folder renamed
-    into place when complete, the others wait and then open it.
+    into place when complete, the others wait and then open it. A store whose files do not add
+    up is rebuilt; clips that failed when it was built are tried again (a read failure may have
+    passed: a file being copied, a network share that dropped out) and added if they decode now.
     """
     cache_dir = Path(cache_dir)
     path = cache_dir / store_key(clips, views, encoder_digest)
-    if (path / "meta.json").is_file():
-        return FeatureStore.open(path)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (path / "meta.json").is_file():
+    store = _try_open(path, warn=False)  # a damaged one is named under the lock, below
+    if store is not None and not store.failed:
+        return store
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 (held for the block below)
+    except OSError as e:
+        raise OSError(
+            f"data.cache_dir={cache_dir}: cannot write feature stores there ({e}); set "
+            "data.cache_dir to a writable folder, or data.features=live"
+        ) from e
+    with lock:
+        _wait_for(lock, path)
+        store = _try_open(path)
+        if store is None:
+            if path.exists():
+                shutil.rmtree(path)  # damaged (said so above); we hold the lock
             for stale in cache_dir.glob(f"{path.name}.tmp*"):  # a killed build's; we hold the lock
                 shutil.rmtree(stale, ignore_errors=True)
             tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -132,7 +165,93 @@ def build_store(
                 os.replace(tmp, path)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+        elif store.failed:
+            _retry_failed(store, clips, encode, batch_size, num_workers, desc)
     return FeatureStore.open(path)
+
+
+def _try_open(path: Path, warn: bool = True) -> FeatureStore | None:
+    """The complete store at `path`; None if absent or damaged (said so; the caller rebuilds)."""
+    if not (path / "meta.json").is_file():
+        return None
+    try:
+        return FeatureStore.open(path)
+    except DamagedStore as e:
+        if warn:
+            log.warning("%s; rebuilding it", e)
+        return None
+
+
+def _wait_for(lock, path: Path) -> None:
+    """Take the store's lock, saying so when another process holds it (it is building)."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("waiting for another process building the feature store %s (lock %s)",
+                 path, lock.name)  # fmt: skip
+        start = time.perf_counter()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        log.info("feature store lock free after %.0fs", time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def _retry_failed(
+    store: FeatureStore,
+    clips: ClipDataset,
+    encode: Encoder,
+    batch_size: int,
+    num_workers: int,
+    desc: str,
+) -> None:
+    """Decode the store's failed clips again; write the ones that decode now into their rows
+    (rows no reader uses while the clip is listed failed) and then take them off the list."""
+    views, index = store.views, {vid: i for i, vid in enumerate(store.video_ids)}
+    rows = [index[v] * views + k for v in store.failed if v in index for k in range(views)]
+    log.info("%s: retrying the %d clips that failed when the store was built", desc,
+             len(store.failed))  # fmt: skip
+    features = None
+    if store.features.shape[-1] > 0:  # an all-failed store has no feature width yet
+        features = np.load(store.path / "features.npy", mmap_mode="r+")
+    lengths, failed = store.lengths.copy(), dict(store.failed)
+    loader = DataLoader(
+        Subset(_Views(clips, views), rows),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_clips,
+        generator=torch.Generator(),
+    )
+    recovered, errors = set(), {}
+    for batch in loader:
+        errors.update(batch["errors"])
+        if not batch["video_id"]:
+            continue
+        if features is None:  # nothing to write into: build the whole store again
+            log.info("%s: a clip of an all-failed store decodes now; rebuilding it", desc)
+            shutil.rmtree(store.path)
+            tmp = store.path.with_name(f"{store.path.name}.tmp{os.getpid()}")
+            try:
+                _build(clips, encode, tmp, views, batch_size, num_workers, desc)
+                os.replace(tmp, store.path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return
+        out = encode(batch["frames"], batch["length"])  # (B, T, D)
+        at = batch["row"].numpy()
+        features[at] = out.to(torch.float16).cpu().numpy()
+        lengths[at] = batch["length"].numpy()
+        recovered.update(batch["video_id"])
+    recovered -= set(errors)  # a clip counts only when every view decodes
+    if not recovered:
+        return
+    features.flush()
+    tmp_lengths = store.path / f"lengths.tmp{os.getpid()}.npy"
+    np.save(tmp_lengths, lengths)
+    os.replace(tmp_lengths, store.path / "lengths.npy")
+    meta = json.loads((store.path / "meta.json").read_text())
+    meta["failed"] = {v: e for v, e in failed.items() if v not in recovered}
+    atomic_write_text(store.path / "meta.json", json.dumps(meta))  # last: the list readers trust
+    log.info("%s: %d clips that had failed decode now and were added: %s", desc,
+             len(recovered), ", ".join(sorted(recovered)))  # fmt: skip
 
 
 @torch.inference_mode()

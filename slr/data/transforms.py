@@ -6,6 +6,7 @@ colour change apply to every frame of a clip, so augmentation never fakes motion
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -17,6 +18,34 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2; x2 and y2 exclusive
+
+log = logging.getLogger(__name__)
+MIN_BOX_SIDE = 4  # pixels of a box left inside the frame below which it is no crop of a signer
+CLAMP_SILENTLY = 2  # pixels a box may overshoot the frame without a warning (rounding)
+_warned: set[tuple] = set()  # (name, bbox, width, height): one warning per video, not per epoch
+
+
+def checked_box(bbox: Box | None, width: int, height: int, name: str = "") -> Box | None:
+    """The bbox to crop around: clamped to the `width` x `height` frame, or None (the frame's
+    centre square, as for a clip without a bbox) where it is inverted, of zero size or
+    leaves less than MIN_BOX_SIDE pixels inside the frame (an annotation made on another
+    resolution, a typo). Warns once per video `name` when it had to change the box."""
+    if bbox is None:
+        return None
+    x1, y1, x2, y2 = bbox
+    c = (max(x1, 0), max(y1, 0), min(x2, width), min(y2, height))
+    problem, use = "", c
+    if x2 <= x1 or y2 <= y1:
+        problem, use = "is empty or inverted (x2 <= x1 or y2 <= y1); cropping as without one", None
+    elif c[2] - c[0] < MIN_BOX_SIDE or c[3] - c[1] < MIN_BOX_SIDE:
+        problem, use = f"lies outside the {width}x{height} frame; cropping as without one", None
+    elif max(abs(a - b) for a, b in zip(c, bbox, strict=True)) > CLAMP_SILENTLY:
+        problem = f"reaches outside the {width}x{height} frame; clamped to {list(c)}"
+    key = (name, tuple(bbox), width, height)
+    if problem and key not in _warned:
+        _warned.add(key)
+        log.warning("%s: bbox %s %s", name or "video", list(bbox), problem)
+    return use
 
 
 def square_box(bbox: Box | None, width: int, height: int, margin: float) -> Box:
@@ -69,8 +98,10 @@ class ClipTransform:
     color_jitter: float = 0.2
     hflip_p: float = 0.0
 
-    def box(self, bbox: Box | None, width: int, height: int, generator=None) -> Box:
-        """The crop (x1, y1, x2, y2) for one clip of a `width` x `height` video."""
+    def box(self, bbox: Box | None, width: int, height: int, generator=None, name: str = "") -> Box:
+        """The crop (x1, y1, x2, y2) for one clip of a `width` x `height` video; a bbox that
+        makes no sense in that frame is clamped or dropped, with a warning naming `name`."""
+        bbox = checked_box(bbox, width, height, name)
         box = square_box(bbox, width, height, self.bbox_margin)
         if self.train and self.crop_scale[0] < 1.0:
             box = random_resized_box(box, width, height, tuple(self.crop_scale), generator)

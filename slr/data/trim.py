@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from slr.data.video import DECODE_ERRORS, DecodeError, open_video
+from slr.data.video import DECODE_ERRORS, DecodeError, cut_short, open_video
 from slr.data.wlasl import Instance
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,13 @@ class Cut:
 class _Writer:
     """An mp4 encoder for one cut, opened at its first frame."""
 
-    def __init__(self, path: Path, rate: Fraction, width: int, height: int, codec: str) -> None:
+    def __init__(
+        self, path: Path, rate: Fraction, width: int, height: int, codec: str, rotation: int = 0
+    ) -> None:
         self.container = av.open(str(path), "w", format="mp4")
         self.stream = self.container.add_stream(codec, rate=rate, options=_encoder_options(codec))
+        if rotation:  # keep the source's display matrix: the cut plays (and loads) upright too
+            self.stream.set_display_rotation(rotation)
         # 4:2:0 needs even sides: pad right/bottom by a pixel, so bbox coordinates still hold
         self.pad = (height % 2, width % 2)
         self.stream.width, self.stream.height = width + self.pad[1], height + self.pad[0]
@@ -119,7 +123,9 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
                 for k, cut in enumerate(cuts):
                     if cut.start <= i and (cut.stop is None or i < cut.stop):
                         if k not in writers:
-                            writers[k] = _Writer(cut.path, rate, frame.width, frame.height, codec)
+                            writers[k] = _Writer(
+                                cut.path, rate, frame.width, frame.height, codec, frame.rotation
+                            )
                         writers[k].write(frame)
                         if i + 1 == cut.stop:  # done: a source with 100+ signs must not hold
                             _close(cut, writers.pop(k))  # 100+ encoders open at once
@@ -155,7 +161,7 @@ def cut_video(source: Path, cuts: list[Cut], codec: str) -> int | None:
 
 def _check_not_cut_short(decoded: int, listed: int) -> None:
     """Some WLASL clips list 1-3 frames more than decode; far fewer means a truncated file."""
-    if listed and decoded < 0.9 * listed - 3:
+    if cut_short(decoded, listed):
         raise DecodeError(f"decoded {decoded} of the {listed} frames the file lists")
 
 

@@ -3,10 +3,14 @@ for some WLASL clips claims 1-3 frames more than decode."""
 
 from __future__ import annotations
 
+import logging
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # What a broken, truncated or non-video file raises while opening or decoding.
 DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, IndexError)
@@ -14,6 +18,14 @@ DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, IndexError)
 
 class DecodeError(RuntimeError):
     """A file that opened but holds no decodable frames in the requested range."""
+
+
+TRUNCATED = ("skip", "use")  # what to do with a file whose frames stop early (data.truncated)
+
+
+def cut_short(decoded: int, listed: int) -> bool:
+    """Some WLASL clips list 1-3 frames more than decode; far fewer means a truncated file."""
+    return bool(listed) and decoded < 0.9 * listed - 3
 
 
 def open_video(path: str | Path) -> av.container.InputContainer:
@@ -24,7 +36,10 @@ def open_video(path: str | Path) -> av.container.InputContainer:
 
 
 def read_frames(
-    path: str | Path, start_sec: float = 0.0, stop_sec: float | None = None
+    path: str | Path,
+    start_sec: float = 0.0,
+    stop_sec: float | None = None,
+    truncated: str = "skip",
 ) -> tuple[list[av.VideoFrame], float]:
     """Decode the frames of `path` whose index i satisfies start <= i < stop, where start and stop
     are the times mapped to the stream's own frame rate; stop None = to the end.
@@ -33,21 +48,34 @@ def read_frames(
     converts only the frames it samples) and the stream's frame rate. A range that starts later
     than 0 seeks to a keyframe a second or more before it and numbers frames by timestamp;
     decoding stops after the range's last frame.
+
+    A file whose frames run out well before the number its container lists (cut short: with
+    decoder threads, FFmpeg ends such a file quietly instead of raising) raises DecodeError when
+    `truncated` is "skip", and is used as far as it decodes, with a warning, when "use".
     """
-    frames, fps, first = _decode_range(path, start_sec, stop_sec, seek=start_sec > 0)
+    if truncated not in TRUNCATED:
+        raise ValueError(f"truncated={truncated!r}: use one of {TRUNCATED}")
+    frames, fps, first, short = _decode_range(path, start_sec, stop_sec, seek=start_sec > 0)
     if first is not None and first > round(start_sec * fps):
         # the seek landed past the range's first frame (open-GOP B-frames, odd containers):
         # decode from the top instead, numbering frames by count
-        frames, fps, _ = _decode_range(path, start_sec, stop_sec, seek=False)
+        frames, fps, _, short = _decode_range(path, start_sec, stop_sec, seek=False)
     if not frames:
         raise DecodeError(f"{path}: no frames decoded in [{start_sec}, {stop_sec}) s")
+    frames = upright(frames, path)
+    if short:
+        message = f"{path}: truncated, decoding stopped after {short}"
+        if truncated == "skip":
+            raise DecodeError(f"{message} (data.truncated=skip; =use takes what decodes)")
+        log.warning("%s; using the %d frames that decoded (truncated=use)", message, len(frames))
     return frames, fps
 
 
 def _decode_range(
     path: str | Path, start_sec: float, stop_sec: float | None, seek: bool
-) -> tuple[list[av.VideoFrame], float, int | None]:
-    """The frames in the range, the frame rate, and the index of the first frame decoded."""
+) -> tuple[list[av.VideoFrame], float, int | None, str]:
+    """The frames in the range, the frame rate, the index of the first frame decoded, and ""
+    or, for a file whose frames ran out well before the count it lists, how far it got."""
     with open_video(path) as container:
         if not container.streams.video:
             raise DecodeError(f"{path}: no video stream")
@@ -63,7 +91,7 @@ def _decode_range(
             # a second early, so B-frames that precede the landing keyframe are not needed ones
             target = max(0.0, start / fps - 1.0)
             container.seek(origin + int(target / stream.time_base), stream=stream)
-        frames, first = [], None
+        frames, first, i = [], None, -1
         for count, frame in enumerate(container.decode(stream)):
             if seek and frame.pts is not None:
                 i = round((frame.pts - origin) * stream.time_base * fps)
@@ -71,10 +99,56 @@ def _decode_range(
                 i = count
             first = i if first is None else first
             if stop is not None and i >= stop:
+                short = ""
                 break
             if i >= start:
                 frames.append(frame)
-    return frames, fps, first
+        else:  # the frames ran out: before the end the file lists?
+            listed = stream.frames
+            if not listed and stream.duration and stream.time_base:
+                listed = int(stream.duration * stream.time_base * fps)
+            short = f"{i + 1} of the {listed} frames it lists" if cut_short(i + 1, listed) else ""
+    return frames, fps, first, short
+
+
+# quarter turns counter-clockwise -> the FFmpeg filters that apply them (as ffmpeg's autorotate)
+_TURNS = {
+    1: (("transpose", "cclock"),),
+    2: (("hflip", ""), ("vflip", "")),
+    3: (("transpose", "clock"),),
+}
+
+
+def upright(frames: list[av.VideoFrame], path: str | Path = "") -> list[av.VideoFrame]:
+    """The frames as a player shows them: with the stream's display matrix applied (phone
+    videos carry one, e.g. -90 degrees, and store their frames sideways). A rotation that is no
+    multiple of 90 degrees cannot be applied: warned, frames left as stored."""
+    degrees = frames[0].rotation  # counter-clockwise, from the display matrix; 0 without one
+    turns = round(degrees / 90) % 4
+    if abs(degrees - 90 * round(degrees / 90)) > 1:
+        log.warning("%s: display rotation %s degrees is no multiple of 90; not applied", path,
+                    degrees)  # fmt: skip
+        return frames
+    if turns == 0:
+        return frames
+    first = frames[0]
+    graph = av.filter.Graph()
+    nodes = [
+        graph.add_buffer(
+            width=first.width,
+            height=first.height,
+            format=first.format,
+            time_base=first.time_base or Fraction(1, 25),
+        )
+    ]
+    nodes += [graph.add(name, args) for name, args in _TURNS[turns]]
+    nodes.append(graph.add("buffersink"))
+    graph.link_nodes(*nodes).configure()
+    out = []
+    for frame in frames:
+        graph.vpush(frame)
+        out.append(graph.vpull())
+    return out
 
 
 _PLANAR_420 = ("yuv420p", "yuvj420p")  # what H.264 and MPEG-4 part 2 clips decode to

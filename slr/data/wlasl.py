@@ -133,6 +133,7 @@ def read_subset(
         for label, e in enumerate(entries)
         for raw in e["instances"]
     ]
+    _refuse_shared_ids(instances, index_path)
     unknown: list[str] = []
     if split_file is not None:
         instances, unknown = _apply_split_file(instances, Path(split_file), len(glosses))
@@ -140,6 +141,19 @@ def read_subset(
     for inst in instances:
         splits[inst.split].append(inst)
     return SubsetIndex(glosses, splits, unknown)
+
+
+def _refuse_shared_ids(instances: Sequence[Instance], index_path: str | Path) -> None:
+    """A video id listed under two glosses would be trained under both labels."""
+    seen: dict[str, Instance] = {}
+    for inst in instances:
+        other = seen.setdefault(inst.video_id, inst)
+        if other is not inst:
+            raise WLASLFormatError(
+                f"{index_path}: video {inst.video_id} is listed under gloss {other.label} "
+                f"{other.gloss!r} ({other.split}) and gloss {inst.label} {inst.gloss!r} "
+                f"({inst.split}); keep one entry (each video is one sign, of one label)"
+            )
 
 
 def _apply_split_file(

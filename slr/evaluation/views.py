@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from slr.data.dataset import ClipDataset, Failed, Sample
-from slr.data.transforms import Box, square_box
+from slr.data.transforms import Box, checked_box, square_box
 from slr.data.video import DECODE_ERRORS, DecodeError, crop_resize, read_frames
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,17 @@ def load_views(
     bbox: Box | None = None,
     start_sec: float = 0.0,
     stop_sec: float | None = None,
+    truncated: str = "skip",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode `path` once and cut `num_views` windows out of it, each cropped as at evaluation.
 
     Returns frames (V, T, 3, S, S) uint8 RGB, zero-padded after each view's length, and lengths
-    (V,) int64. Raises DecodeError or one of DECODE_ERRORS for a file that cannot be read.
+    (V,) int64. Raises DecodeError or one of DECODE_ERRORS for a file that cannot be read, or
+    (`truncated="skip"`) whose frames stop well before the count it lists.
     """
-    frames, _ = read_frames(path, start_sec, stop_sec)
-    box = square_box(bbox, frames[0].width, frames[0].height, bbox_margin)
+    frames, _ = read_frames(path, start_sec, stop_sec, truncated)
+    width, height = frames[0].width, frames[0].height
+    box = square_box(checked_box(bbox, width, height, str(path)), width, height, bbox_margin)
     crops = np.zeros((num_views, num_frames, image_size, image_size, 3), dtype=np.uint8)
     lengths = []
     for v, picks in enumerate(shifted_indices(len(frames), num_frames, num_views)):
@@ -87,6 +90,7 @@ class MultiViewClips(Dataset):
                 inst.bbox,
                 start_sec,
                 stop_sec,
+                self.clips.truncated,
             )
         except (DecodeError, *DECODE_ERRORS) as e:
             log.warning("skipping video %s (%s): %s", inst.video_id, path, e)
