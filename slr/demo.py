@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,11 @@ from slr.runs import require
 log = logging.getLogger(__name__)
 
 
+def _stop(signum, frame) -> None:
+    # SIGTERM ends the server as Ctrl-C does, so the temporary folder is still removed
+    raise KeyboardInterrupt
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
 def main(cfg: DictConfig) -> None:
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
@@ -34,6 +40,7 @@ def main(cfg: DictConfig) -> None:
             f"webcam_every={cfg.webcam_every}, num_views={cfg.num_views}: give webcam_every > 0 "
             "seconds and num_views >= 1"
         )
+    signal.signal(signal.SIGTERM, _stop)
     with tempfile.TemporaryDirectory(prefix="slr-demo-") as tmp:
         # read by Gradio at import: every upload and every image it serves goes there
         os.environ["GRADIO_TEMP_DIR"] = tmp

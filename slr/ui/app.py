@@ -106,6 +106,11 @@ def build_app(
             video.upload(classify, inputs, outputs, api_name="classify")
             video.stop_recording(classify, inputs, outputs, api_visibility="private")
             button.click(classify, inputs, outputs, api_visibility="private")
+            # a cleared video clears its result: what the page shows always belongs to the video
+            video.clear(
+                lambda: (None, "Upload or record a clip of one sign.", []), None, outputs,
+                api_visibility="private",
+            )  # fmt: skip
         with gr.Tab("Webcam (live)"):
             gr.Markdown(
                 f"Sign in front of the camera: a window of {webcam_window} frames, one every "
