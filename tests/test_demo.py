@@ -206,3 +206,37 @@ def test_page_in_headless_chromium(server, glosses, shared_wlasl, tmp_path):
             assert len(top_glosses()) == 5  # the server kept serving
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_live_webcam_in_headless_chromium(server, glosses):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set SLR_CHROMIUM)")
+    # Chromium's synthetic camera (a moving test pattern), permission granted without a prompt
+    fake_camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", *fake_camera]
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            context.grant_permissions(["camera"])
+            page = context.new_page()
+            page.set_default_timeout(120_000)
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Webcam (live)").click()
+            page.get_by_text("Click to Access Webcam").click()
+            page.get_by_role("button", name="capture photo").click()  # starts the stream
+            status = page.get_by_text("window of webcam frames")
+            status.wait_for()
+            first = int(status.inner_text().split()[4].split("-")[0])  # the window's start
+            label = page.locator(".block", has_text="live top glosses").first
+            assert len([g for g in glosses if g in label.inner_text().split()]) == 5
+            # it keeps sliding: a window starting later replaces the first
+            later = r"s => +(/window of webcam frames (\d+)-/.exec(document.body.innerText)[1]) > s"
+            page.wait_for_function(later, arg=first, timeout=120_000)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "demo_live.png"))
+        finally:
+            browser.close()
