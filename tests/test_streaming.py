@@ -96,8 +96,8 @@ def test_backbone_runs_once_per_needed_frame(net, n, window, stride):
     results = []
     for frame in frames_of(n):
         results += rec.push(frame)
-        # bounded: never more than one window of crops and features held
-        assert len(rec.crops) <= window and len(rec.features) <= window
+        # bounded: never more than one window of frames and features held
+        assert len(rec.frames) <= window and len(rec.features) <= window
     results += rec.finish()
     bounds = window_bounds(n, window, stride)
     assert [(r["start_frame"], r["end_frame"]) for r in results] == bounds
@@ -114,7 +114,7 @@ def test_memory_stays_bounded_over_a_long_stream(net):
     windows = 0
     for _ in range(600):
         windows += len(rec.push(frame))
-    assert len(rec.crops) == 7 and len(rec.features) <= 7
+    assert len(rec.frames) == 7 and len(rec.features) <= 7
     windows += len(rec.finish())  # 600 - 7 is odd: one tail window ends at the last frame
     assert windows == len(window_bounds(600, 7, 2))
 

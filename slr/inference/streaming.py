@@ -50,7 +50,9 @@ def check_window(window: int, stride: int) -> None:
 class StreamingRecognizer:
     """Frames in, one result per finished window out. Feed frames with `push`, then call `finish`.
 
-    Memory holds at most `window` cropped frames and their features, whatever the stream's length.
+    Memory holds at most the last `window` decoded frames and their features, whatever the
+    stream's length. Frames are cropped only when a window samples them: at 720p cropping costs
+    about as much as the backbone, and with the default window half the frames are never seen.
 
     Args:
         net: a SignClassifier (anything with `encoder(frames, lengths)` and
@@ -93,7 +95,8 @@ class StreamingRecognizer:
         self.device = torch.device(device)
         self.first_frame = first_frame
         self.count = 0  # frames pushed so far
-        self.crops: deque[tuple[int, np.ndarray]] = deque(maxlen=window)  # (index, (S, S, 3))
+        # the last `window` frames: (index, frame, its crop box)
+        self.frames: deque[tuple[int, av.VideoFrame, Box]] = deque(maxlen=window)
         self.features: dict[int, torch.Tensor] = {}  # frame index -> (1280,), the ring buffer
         self.last: tuple[int, int] | None = None  # the last window classified
         self.box: Box | None = None
@@ -108,13 +111,10 @@ class StreamingRecognizer:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(f"frame {frame.shape} {frame.dtype}: give (H, W, 3) uint8 RGB")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        start = time.perf_counter()
         if self.frame_size != (frame.width, frame.height):  # a webcam may change resolution
             self.frame_size = (frame.width, frame.height)
             self.box = square_box(self.bbox, frame.width, frame.height, self.bbox_margin)
-        crop = crop_resize([frame], self.box, self.image_size)[0]  # (S, S, 3)
-        self.timing["crop"] += time.perf_counter() - start
-        self.crops.append((self.count, crop))
+        self.frames.append((self.count, frame, self.box))
         self.count += 1
         # no window from now on starts before count - window: older features are never read again
         for i in [i for i in self.features if i < self.count - self.window]:
@@ -141,9 +141,14 @@ class StreamingRecognizer:
         picks = [start + i for i in uniform_indices(end - start, self.num_frames)]
         todo = [p for p in picks if p not in self.features]
         if todo:
-            held = dict(self.crops)  # the last `window` frames, every pick among them
-            crops = torch.from_numpy(np.stack([held[p] for p in todo]))  # (K, S, S, 3)
-            clip = crops.permute(0, 3, 1, 2)[None].to(self.device)  # (1, K, 3, S, S)
+            t0 = time.perf_counter()
+            held = {i: (frame, box) for i, frame, box in self.frames}  # every pick among them
+            crops = np.empty((len(todo), self.image_size, self.image_size, 3), dtype=np.uint8)
+            for k, p in enumerate(todo):
+                crop_resize([held[p][0]], held[p][1], self.image_size, out=crops[k : k + 1])
+            self.timing["crop"] += time.perf_counter() - t0
+            # (K, S, S, 3) -> (1, K, 3, S, S)
+            clip = torch.from_numpy(crops).permute(0, 3, 1, 2)[None].to(self.device)
             t0 = self._sync()
             feats = self.net.encoder(clip, torch.tensor([len(todo)]))[0]  # (K, 1280)
             self.timing["backbone"] += self._sync() - t0
