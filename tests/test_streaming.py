@@ -149,6 +149,7 @@ def test_windows_equal_predict_on_the_same_cut(ckpt, net, shared_wlasl):
         assert r["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_stream_writes_the_timeline(ckpt, shared_wlasl, tmp_path):
     out, video = tmp_path / "out" / "timeline.jsonl", tmp_path / "annotated.mp4"
     clip = shared_wlasl / "clips" / f"{CLIP}.mp4"
@@ -171,6 +172,7 @@ def test_cli_stream_writes_the_timeline(ckpt, shared_wlasl, tmp_path):
         assert sum(1 for _ in container.decode(video=0)) == 109
 
 
+@pytest.mark.slow
 def test_cli_stream_cut_and_bad_input(ckpt, shared_wlasl, tmp_path):
     clip = shared_wlasl / "clips" / f"{CLIP}.mp4"
     out = tmp_path / "cut.jsonl"

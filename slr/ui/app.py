@@ -48,6 +48,9 @@ def build_app(
     then frame_start, frame_end, frame_rate, bbox and num_views, and returns the top glosses as a
     Label value, the timing text and the frame strip."""
     device = predictor.device.type
+    # unmirrored: Gradio mirrors the frames it sends along with its preview, which would swap
+    # the signer's hands against the camera views (WLASL's) the model was trained on
+    camera_view = gr.WebcamOptions(mirror=False)
 
     def classify(video, frame_start, frame_end, frame_rate, bbox, views):
         try:
@@ -87,7 +90,7 @@ def build_app(
                 with gr.Column():
                     video = gr.Video(
                         sources=["upload", "webcam"], label="video", format=None,
-                        include_audio=True, height=320,
+                        include_audio=True, height=320, webcam_options=camera_view,
                     )  # fmt: skip
                     with gr.Accordion("options", open=False):
                         with gr.Row():
@@ -115,10 +118,14 @@ def build_app(
             gr.Markdown(
                 f"Sign in front of the camera: a window of {webcam_window} frames, one every "
                 f"{webcam_every} s, slides by {webcam_stride} frames; the backbone runs once per "
-                "frame, the LSTM + head once per window."
+                "frame, the LSTM + head once per window. The view is not mirrored: the model "
+                "sees what the camera sees, as in its training videos."
             )
             with gr.Row():
-                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam")
+                cam = gr.Image(
+                    sources=["webcam"], streaming=True, type="numpy", label="webcam",
+                    webcam_options=camera_view,
+                )  # fmt: skip
                 with gr.Column():
                     live_top = gr.Label(num_top_classes=predictor.topk, label="live top glosses")
                     live_status = gr.Markdown(label="live status")
