@@ -261,6 +261,7 @@ def predict_stream(
     path = Path(cfg.input)
     if not path.is_file():
         raise FileNotFoundError(f"input={path}: stream=true takes one video file")
+    check_window(1 if cfg.window is None else cfg.window, cfg.stride)  # before the model loads
     for name in ("output", "annotated"):
         if cfg.get(name):  # made now: a path that cannot be written fails before the model loads
             Path(cfg[name]).parent.mkdir(parents=True, exist_ok=True)
@@ -269,8 +270,7 @@ def predict_stream(
     )
     # the default window spans twice the frames the model sees, less one: evenly spaced picks
     # then fall on every other frame, so with an even stride windows share all their features
-    window = cfg.window or 2 * (predictor.num_frames - 1) + 1
-    check_window(window, cfg.stride)
+    window = 2 * (predictor.num_frames - 1) + 1 if cfg.window is None else cfg.window
     print(
         f"model on {predictor.device}, {torch.get_num_threads()} threads; window {window} "
         f"frames, stride {cfg.stride}, {predictor.num_frames} frames seen per window at "

@@ -196,3 +196,7 @@ def test_cli_stream_cut_and_bad_input(ckpt, shared_wlasl, tmp_path):
         [*base, f"input={tmp_path}", "stride=0"], capture_output=True, text=True, cwd=ROOT
     )
     assert proc.returncode == 1 and "stream=true takes one video file" in proc.stderr
+    proc = subprocess.run(
+        [*base, f"input={clip}", "window=0"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 1 and "window=0, stride=16" in proc.stderr
