@@ -1,5 +1,6 @@
 """Classify videos with a trained checkpoint:
-`python -m slr.predict ckpt_path=CKPT input=VIDEO_OR_FOLDER [output=FILE.jsonl]`.
+`python -m slr.predict ckpt_path=CKPT input=VIDEO_OR_FOLDER [output=FILE.jsonl]`, or one long
+video as a timeline of sliding windows: `... input=VIDEO stream=true [output=timeline.jsonl]`.
 
 Each video is decoded whole (or the given frame range), cropped and sampled as at evaluation, and
 its top glosses printed with their probabilities and the time each stage took. A file that cannot
@@ -229,6 +230,10 @@ def predict(cfg: DictConfig) -> list[dict]:
     if cfg.num_views < 1:
         raise ValueError(f"num_views={cfg.num_views}: use 1 or more windows per video")
     check_predict_settings(cfg)
+    if cfg.get("stream", False):
+        if cfg.output:
+            check_writable(cfg.output, "output")
+        return [predict_stream(cfg, start_sec, stop_sec, bbox)]
     videos = find_videos(cfg.input)
     if cfg.output:  # checked now: a path that cannot be written fails before the model loads
         check_writable(cfg.output, "output")
@@ -268,6 +273,62 @@ def predict(cfg: DictConfig) -> list[dict]:
     if cfg.output:
         print(f"results written to {cfg.output}")
     return results
+
+
+def predict_stream(
+    cfg: DictConfig, start_sec: float, stop_sec: float | None, bbox: tuple | None
+) -> dict:
+    """`stream=true`: one video as a timeline of windows, each printed as it is classified."""
+    from slr.inference.streaming import check_window
+    from slr.inference.timeline import csv_path, stream_timeline
+
+    path = Path(cfg.input)
+    if not path.is_file():
+        raise FileNotFoundError(f"input={path}: stream=true takes one video file")
+    check_window(1 if cfg.window is None else cfg.window, cfg.stride)  # before the model loads
+    for name in ("output", "annotated"):
+        if cfg.get(name):  # made now: a path that cannot be written fails before the model loads
+            Path(cfg[name]).parent.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor(
+        cfg.ckpt_path, cfg.device, cfg.topk, 1, cfg.num_frames, cfg.image_size, cfg.bbox_margin
+    )
+    # the default window spans twice the frames the model sees, less one: evenly spaced picks
+    # then fall on every other frame, so with an even stride windows share all their features
+    window = 2 * (predictor.num_frames - 1) + 1 if cfg.window is None else cfg.window
+    print(
+        f"model on {predictor.device}, {torch.get_num_threads()} threads; window {window} "
+        f"frames, stride {cfg.stride}, {predictor.num_frames} frames seen per window at "
+        f"{predictor.image_size} px, {len(predictor.glosses)} glosses"
+    )
+
+    def show(line: dict) -> None:
+        top = ", ".join(
+            f"{g} {p:.3f}" for g, p in zip(line["glosses"], line["probabilities"], strict=True)
+        )
+        print(f"{line['start_s']:8.2f}-{line['end_s']:8.2f} s  {top}", flush=True)
+
+    try:
+        summary = stream_timeline(
+            predictor.net, predictor.glosses, path, predictor.num_frames, predictor.image_size,
+            window, cfg.stride, predictor.bbox_margin, bbox, start_sec, stop_sec,
+            predictor.topk, predictor.device, cfg.output, cfg.get("annotated"), on_window=show,
+        )  # fmt: skip
+    except (DecodeError, *DECODE_ERRORS) as e:
+        log.error("%s: cannot decode (%s): %s", path, type(e).__name__, e)
+        return {"video": str(path), "error": f"cannot decode ({type(e).__name__}): {e}"}
+    t = summary["timing"]
+    print(
+        f"{summary['windows']} windows over {summary['frames']} frames "
+        f"({summary['video_seconds']:.2f} s at {summary['fps']:g} fps; backbone ran on "
+        f"{summary['encoded_frames']}) in {summary['wall_seconds']:.2f} s: real-time factor "
+        f"{summary['realtime_factor']:.2f} (decode {t['decode']:.2f}, crop {t['crop']:.2f}, "
+        f"backbone {t['backbone']:.2f}, LSTM+head {t['lstm_head']:.2f}, mp4 {t['write']:.2f} s)"
+    )
+    if cfg.output:
+        print(f"timeline written to {cfg.output} and {csv_path(cfg.output)}")
+    if cfg.get("annotated"):
+        print(f"annotated video written to {cfg.annotated}")
+    return summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

@@ -182,3 +182,15 @@ def test_prepare_keeps_the_display_rotation(tmp_path):
     assert not cut.error and cut.written == 6
     frames, _ = read_frames(cut.path)
     assert (frames[0].width, frames[0].height) == (48, 64)
+
+
+def test_rotated_video_is_upright_when_streamed(tmp_path):
+    from slr.inference.streaming import video_frames
+
+    path = write_rotated(tmp_path / "r.mp4", -90)
+    _, frames = video_frames(path, 0.0, None)
+    streamed = [f.to_ndarray(format="rgb24") for f in frames]
+    decoded = [f.to_ndarray(format="rgb24") for f in read_frames(path)[0]]
+    assert len(streamed) == len(decoded) == 6
+    assert streamed[0].shape == (64, 48, 3)  # portrait, as read_frames and a player show it
+    assert all(np.array_equal(a, b) for a, b in zip(streamed, decoded, strict=True))

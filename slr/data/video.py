@@ -121,34 +121,52 @@ _TURNS = {
 
 def upright(frames: list[av.VideoFrame], path: str | Path = "") -> list[av.VideoFrame]:
     """The frames as a player shows them: with the stream's display matrix applied (phone
-    videos carry one, e.g. -90 degrees, and store their frames sideways). A rotation that is no
+    videos carry one, e.g. -90 degrees, and store their frames sideways)."""
+    turn = Upright(path)
+    return [turn(frame) for frame in frames]
+
+
+class Upright:
+    """Applies one stream's display rotation frame by frame, with one filter graph for the
+    stream (built on the first frame), so a streaming decode pays it once. A rotation that is no
     multiple of 90 degrees cannot be applied: warned, frames left as stored."""
-    degrees = frames[0].rotation  # counter-clockwise, from the display matrix; 0 without one
-    turns = round(degrees / 90) % 4
-    if abs(degrees - 90 * round(degrees / 90)) > 1:
-        log.warning("%s: display rotation %s degrees is no multiple of 90; not applied", path,
-                    degrees)  # fmt: skip
-        return frames
-    if turns == 0:
-        return frames
-    first = frames[0]
-    graph = av.filter.Graph()
-    nodes = [
-        graph.add_buffer(
-            width=first.width,
-            height=first.height,
-            format=first.format,
-            time_base=first.time_base or Fraction(1, 25),
-        )
-    ]
-    nodes += [graph.add(name, args) for name, args in _TURNS[turns]]
-    nodes.append(graph.add("buffersink"))
-    graph.link_nodes(*nodes).configure()
-    out = []
-    for frame in frames:
-        graph.vpush(frame)
-        out.append(graph.vpull())
-    return out
+
+    def __init__(self, path: str | Path = "") -> None:
+        self.path = path
+        self.graph: av.filter.Graph | None = None
+        self.turns: int | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.turns is None:
+            self.turns = self._setup(frame)
+        if not self.turns:
+            return frame
+        self.graph.vpush(frame)
+        return self.graph.vpull()
+
+    def _setup(self, first: av.VideoFrame) -> int:
+        degrees = first.rotation  # counter-clockwise, from the display matrix; 0 without one
+        if abs(degrees - 90 * round(degrees / 90)) > 1:
+            log.warning("%s: display rotation %s degrees is no multiple of 90; not applied",
+                        self.path, degrees)  # fmt: skip
+            return 0
+        turns = round(degrees / 90) % 4
+        if turns == 0:
+            return 0
+        graph = av.filter.Graph()
+        nodes = [
+            graph.add_buffer(
+                width=first.width,
+                height=first.height,
+                format=first.format,
+                time_base=first.time_base or Fraction(1, 25),
+            )
+        ]
+        nodes += [graph.add(name, args) for name, args in _TURNS[turns]]
+        nodes.append(graph.add("buffersink"))
+        graph.link_nodes(*nodes).configure()
+        self.graph = graph
+        return turns
 
 
 _PLANAR_420 = ("yuv420p", "yuvj420p")  # what H.264 and MPEG-4 part 2 clips decode to

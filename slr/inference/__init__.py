@@ -1,0 +1,1 @@
+"""Inference beyond one clip per file: sliding windows over long videos and live streams."""
