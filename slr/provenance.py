@@ -78,9 +78,9 @@ def record_provenance(cfg: DictConfig, run_dir: Path, resuming: bool = False) ->
     }
     config_file, info_file = run_dir / "config.yaml", run_dir / "provenance.json"
     if resuming and config_file.is_file():
-        before = _flat(OmegaConf.to_container(OmegaConf.load(config_file)))
+        before = flat(OmegaConf.to_container(OmegaConf.load(config_file)))
         changed = sorted(
-            k for k, v in _flat(config).items() if k != "ckpt_path" and before.get(k) != v
+            k for k, v in flat(config).items() if k != "ckpt_path" and before.get(k) != v
         )
         if changed:
             log.warning("resuming with a changed config: %s", ", ".join(changed))
@@ -95,12 +95,12 @@ def record_provenance(cfg: DictConfig, run_dir: Path, resuming: bool = False) ->
     return info
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def flat(tree: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}"""
     out = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from slr.provenance import flat
 from slr.status import STATUS_FILE
 
 log = logging.getLogger(__name__)
@@ -19,17 +20,6 @@ log = logging.getLogger(__name__)
 ALLOW_KEY = "allow_changed_config"
 # what differs between a run's parts by design
 IGNORED = ("ckpt_path", ALLOW_KEY, "paths.")
-
-
-def flat(tree: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}"""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def saved_settings(run_dir: Path, ckpt_path: str | None) -> tuple[dict, str]:
