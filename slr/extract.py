@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from slr.data.wlasl import SPLITS
-from slr.runs import record_data
+from slr.runs.records import record_data
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from hydra import compose, initialize
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from slr.data.demo import make_demo_dataset
+from slr.acquisition.demo import make_demo_dataset
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "wlasl"
 

@@ -13,9 +13,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from slr.data.demo import make_demo_dataset
+from slr.acquisition.demo import make_demo_dataset
 from slr.models.checkpoint import load_checkpoint
-from slr.train import config_flags, own_process_group
+from slr.runs.ddp import config_flags, own_process_group
 from tests.conftest import run_train
 
 

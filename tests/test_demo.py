@@ -21,8 +21,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from slr.data.sampling import uniform_indices
-from slr.predict import Predictor
-from slr.runs import require
+from slr.inference.predictor import Predictor
+from slr.runs.cli import require
 from slr.ui.recognize import LiveSession, UploadError, parse_bbox, recognize_clip
 from tests.conftest import save_random_checkpoint
 

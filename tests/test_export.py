@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from slr.export import ExportableClassifier, export, load_exported
+from slr.inference.export import ExportableClassifier, export, load_exported
 from slr.models.checkpoint import load_checkpoint
 from tests.conftest import save_random_checkpoint
 

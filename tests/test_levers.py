@@ -11,7 +11,7 @@ import torch
 from slr.data.datamodule import balanced_sampler
 from slr.data.feature_augment import FeatureAugment
 from slr.data.features import module_digest
-from slr.export import ExportableClassifier, export, load_exported
+from slr.inference.export import ExportableClassifier, export, load_exported
 from slr.models.checkpoint import load_checkpoint
 from slr.models.encoder import FrameEncoder
 from slr.models.mobilenet_lstm import SignClassifier

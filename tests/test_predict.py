@@ -18,9 +18,9 @@ from omegaconf import OmegaConf
 from slr.data.dataset import ClipDataset
 from slr.data.transforms import ClipTransform
 from slr.data.wlasl import Instance
+from slr.inference.predictor import Predictor, find_videos, frame_range, predict_all
 from slr.models.checkpoint import load_checkpoint
-from slr.predict import Predictor, find_videos, frame_range, predict_all
-from slr.runs import require
+from slr.runs.cli import require
 from tests.conftest import save_random_checkpoint
 
 GLOSSES = [f"gloss{i}" for i in range(8)]

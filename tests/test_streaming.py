@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from slr.data.dataset import load_views
 from slr.data.sampling import uniform_indices
-from slr.evaluation.views import load_views
+from slr.inference.predictor import Predictor, frame_range
 from slr.inference.streaming import StreamingRecognizer, video_frames, window_bounds
 from slr.models.checkpoint import load_checkpoint
-from slr.predict import Predictor, frame_range
 from tests.conftest import save_random_checkpoint
 
 GLOSSES = [f"gloss{i}" for i in range(8)]

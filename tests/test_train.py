@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from slr.models.checkpoint import load_checkpoint
-from slr.provenance import git_state
+from slr.runs.provenance import git_state
 from slr.test import evaluate
 from slr.train import train
 from tests.conftest import TINY, compose_cfg

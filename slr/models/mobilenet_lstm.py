@@ -141,3 +141,9 @@ class SignClassifier(nn.Module):
             scores = self.attention(out).squeeze(-1).masked_fill(~real, float("-inf"))
             weights = scores.softmax(dim=1)  # (B, T), zero on padding
         return (weights.unsqueeze(-1) * out).sum(dim=1)  # (B, T, H') -> (B, H')
+
+
+def mean_over_views(logits: torch.Tensor, num_views: int) -> torch.Tensor:
+    """(B*V, C) logits of V views per video, views adjacent -> (B, C) class probabilities: each
+    view's softmax, averaged over the video's views (one view: its softmax)."""
+    return logits.softmax(dim=-1).unflatten(0, (-1, num_views)).mean(dim=1)  # (B, V, C) -> (B, C)

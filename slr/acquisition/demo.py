@@ -16,9 +16,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+
+from slr.data.datamodule import WLASL_TARGET, WLASLDataModule
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +185,9 @@ def _write_mp4(path: Path, frames: np.ndarray) -> None:
 def _check_replaceable(root: Path) -> None:
     """Raise FileExistsError if root holds an index or videos that we did not write."""
     if not (root / _MARKER).exists() and any((root / n).exists() for n in (INDEX_NAME, "videos")):
-        raise FileExistsError(f"{root} holds a dataset not written by slr.data.demo; not replacing")
+        raise FileExistsError(
+            f"{root} holds a dataset not written by slr.acquisition.demo; not replacing"
+        )
 
 
 def _install(tmp: Path, root: Path) -> None:
@@ -251,7 +256,7 @@ def make_demo_dataset(root: str | Path, num_classes: int = 8, train_per_class: i
                 index[label]["instances"].append(dict(sorted({**inst, **_FIXED_KEYS}.items())))
             for job in pending:
                 job.result()
-        (tmp / _MARKER).write_text(f"written by slr.data.demo with seed={seed}\n")
+        (tmp / _MARKER).write_text(f"written by slr.acquisition.demo with seed={seed}\n")
         (tmp / INDEX_NAME).write_text(json.dumps(index, indent=1))
         _install(tmp, root)
     finally:
@@ -298,3 +303,20 @@ if __name__ == "__main__":
     entries = json.loads((out / INDEX_NAME).read_text())
     counts = Counter(inst["split"] for e in entries for inst in e["instances"])
     print(f"{out}: {len(entries)} glosses, videos per split: {dict(counts)}")
+
+
+class DemoDataModule(WLASLDataModule):
+    """WLASL's datamodule over the synthetic demo dataset, written into `root` on first use
+    (`data=demo`). Checkpoints record it as WLASL data: the files are in that layout."""
+
+    def __init__(self, root: str, make_demo: bool = True, **kwargs: Any) -> None:
+        super().__init__(root, make_demo=make_demo, **kwargs)
+
+    def prepare_data(self) -> None:
+        if self.hparams.make_demo:
+            ensure_demo_dataset(self.root)
+        super().prepare_data()
+
+    @property
+    def dataset_spec(self) -> dict:
+        return {**super().dataset_spec, "_target_": WLASL_TARGET}
