@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from slr.acquisition.demo import make_demo_dataset
 from slr.models.checkpoint import load_checkpoint
 from slr.runs.ddp import config_flags, own_process_group
-from tests.conftest import run_train
+from tests.helpers import run_train
 
 
 @pytest.fixture(scope="module")

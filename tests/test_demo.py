@@ -24,7 +24,7 @@ from slr.data.sampling import uniform_indices
 from slr.inference.predictor import Predictor
 from slr.runs.cli import require
 from slr.ui.recognize import LiveSession, UploadError, parse_bbox, recognize_clip
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 # the screenshot is kept here (or in $SLR_TEST_ARTIFACTS) for CI to collect

@@ -14,7 +14,7 @@ from slr.acquisition.prepare import prepare
 from slr.data.datamodule import WLASLDataModule
 from slr.doctor import doctor
 from slr.runs.records import record_data
-from tests.conftest import compose_cfg
+from tests.helpers import compose_cfg
 from tests.test_download import FAST, server  # noqa: F401 (the fixture)
 from tests.wlasl_server import write_index
 

@@ -13,7 +13,7 @@ from slr.inference.export import export
 from slr.models.checkpoint import load_checkpoint
 from slr.predict import predict
 from slr.train import train
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 
 def predict_cfg(overrides: list[str]):

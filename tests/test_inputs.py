@@ -16,7 +16,7 @@ from slr.data.transforms import ClipTransform, checked_box
 from slr.data.video import DecodeError, read_frames
 from slr.data.wlasl import Instance
 from slr.inference.predictor import Predictor
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 
 def write_noisy(path: Path, frames: int = 50, size=(160, 120), faststart: bool = True) -> Path:

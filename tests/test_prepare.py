@@ -16,7 +16,7 @@ from slr.acquisition.trim import Cut, cut_video, pick_encoder, probe, source_ran
 from slr.data.datamodule import WLASLDataModule
 from slr.data.video import read_frames
 from slr.data.wlasl import INDEX_FILE, Instance
-from tests.conftest import compose_cfg
+from tests.helpers import compose_cfg
 from tests.test_data import write_video
 from tests.wlasl_server import HTML_PAGE, write_index
 

@@ -30,7 +30,7 @@ from slr.doctor import doctor
 from slr.evaluation.report import Predictions
 from slr.evaluation.signers import per_signer, signer_metrics
 from slr.runs.records import record_data
-from tests.conftest import TINY, compose_cfg
+from tests.helpers import TINY, compose_cfg
 
 ASL_HEADER = ["Participant ID", "Video file", "Gloss", "ASL-LEX Code"]
 

@@ -20,7 +20,7 @@ from slr.models.mobilenet_lstm import SignClassifier
 from slr.models.module import SignLitModule
 from slr.test import evaluate
 from slr.train import train
-from tests.conftest import TINY, compose_cfg
+from tests.helpers import TINY, compose_cfg
 
 PNG = b"\x89PNG\r\n\x1a\n"
 OLD_KEYS = ("top1", "top5", "top1_class", "top5_class", "videos", "skipped")

@@ -19,7 +19,7 @@ from slr.data.sampling import uniform_indices
 from slr.inference.predictor import Predictor, frame_range
 from slr.inference.streaming import StreamingRecognizer, video_frames, window_bounds
 from slr.models.checkpoint import load_checkpoint
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 GLOSSES = [f"gloss{i}" for i in range(8)]
 ROOT = Path(__file__).resolve().parents[1]

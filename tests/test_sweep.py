@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from slr.models.checkpoint import load_checkpoint
-from tests.conftest import compose_cfg, run_train
+from tests.helpers import compose_cfg, run_train
 
 
 def read(path: Path) -> dict:

@@ -13,7 +13,7 @@ from slr.models.checkpoint import load_checkpoint
 from slr.runs.provenance import git_state
 from slr.test import evaluate
 from slr.train import train
-from tests.conftest import TINY, compose_cfg
+from tests.helpers import TINY, compose_cfg
 
 METRIC_KEYS = ("test/top1", "test/top5", "test/top1_class", "test/top5_class")
 
