@@ -108,6 +108,7 @@ def test_backbone_runs_once_per_needed_frame(net, n, window, stride):
     assert all(r["start_s"] == pytest.approx(r["start_frame"] / 25, abs=1e-4) for r in results)
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_over_a_long_stream(net):
     rec = StreamingRecognizer(net, GLOSSES, 4, 32, window=7, stride=2, fps=30.0)
     frame = frames_of(1)[0]
