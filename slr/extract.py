@@ -22,7 +22,7 @@ def extract(cfg: DictConfig) -> dict[str, dict]:
     datamodule = instantiate(cfg.data, features="cached")
     datamodule.prepare_data()
     counts = record_data(datamodule, Path(cfg.paths.output_dir))
-    datamodule.use_encoder(instantiate(cfg.model.backbone))
+    datamodule.use_encoder(instantiate(cfg.model.backbone).store_encoder())
     summary = {}
     for split in SPLITS:
         if not counts[split]["available"]:

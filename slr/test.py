@@ -40,7 +40,7 @@ def evaluate(cfg: DictConfig, overrides: dict | None = None) -> dict:
                 cfg.data[key] = value
         use_checkpoint_data(cfg.data, trained.dataset, trained.glosses)
     datamodule = instantiate(cfg.data)
-    datamodule.use_encoder(trained.net.encoder)
+    datamodule.use_encoder(trained.net.encoder.store_encoder())
     datamodule.prepare_data()
     if datamodule.glosses != trained.glosses:
         raise ValueError(

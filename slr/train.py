@@ -99,7 +99,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, status: RunStatus, resuming: b
     }
     scheduler = cfg.get("scheduler")
     net = instantiate(net_config)
-    datamodule.use_encoder(net.encoder)
+    datamodule.use_encoder(net.encoder.store_encoder())
     module = SignLitModule(
         net=net,
         glosses=datamodule.glosses,

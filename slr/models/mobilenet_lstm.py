@@ -88,6 +88,13 @@ class SignClassifier(nn.Module):
         """(B, T, 3, H, W) frames and (B,) true lengths -> (B, num_classes) logits."""
         return self.classify(self.encoder(frames, lengths), lengths)
 
+    def stored_features(self, stored: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A feature store's rows (B, T, D_store) -> the frame features `classify` takes: the
+        same, or with tuned backbone blocks the stored prefix maps through those blocks."""
+        if getattr(self.encoder, "trainable_blocks", 0):
+            return self.encoder.from_prefix(stored, lengths)
+        return stored
+
     def classify(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, D) frame features -> (B, num_classes) logits. With `lengths` the sequence is
         packed, so padding never enters the norm's statistics or the RNN; without, every frame is

@@ -64,7 +64,8 @@ class SignLitModule(pl.LightningModule):
     def logits(self, batch: Batch) -> torch.Tensor:
         """(B, num_classes) from the batch's frames, or its cached backbone features."""
         if "features" in batch:
-            return self.net.classify(batch["features"], batch["length"])
+            features = self.net.stored_features(batch["features"], batch["length"])
+            return self.net.classify(features, batch["length"])
         return self.net(batch["frames"], batch["length"])
 
     def on_fit_start(self) -> None:
@@ -95,7 +96,7 @@ class SignLitModule(pl.LightningModule):
         frame features, time step by time step; a mixed clip lasts as long as the longer of its
         two (the shorter one's padding is zeros)."""
         if "features" in batch:
-            features = batch["features"]
+            features = self.net.stored_features(batch["features"], batch["length"])
         else:
             features = self.net.encoder(batch["frames"], batch["length"])  # (B, T, D)
         lam = float(
@@ -155,7 +156,16 @@ class SignLitModule(pl.LightningModule):
         return {**out, "label": batch["label"].cpu(), "probs": probs.float().cpu()}
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
+        tuned = (
+            self.net.encoder.tuned_parameters()
+            if hasattr(self.net.encoder, "tuned_parameters")
+            else []
+        )
+        ids = {id(p) for p in tuned}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        if tuned:  # the fine-tuned backbone blocks, at their own learning rate if one is set
+            lr = self.net.encoder.tune_lr
+            params = [{"params": params}, {"params": tuned, **({"lr": lr} if lr else {})}]
         optimizer = self.optimizer(params=params)
         if self.scheduler is None:
             return optimizer
