@@ -86,7 +86,7 @@ def read_run(path: Path) -> Run:
         state = f"running (epoch {status['epoch']})"
     values = {col: metrics.get(key) for col, key in METRICS.items()}
     if not metrics:  # an unfinished run: its best val so far, from status.json
-        values["val top-1"] = status.get("val/top1")
+        values["val top-1"] = status.get(METRICS["val top-1"])
     epochs = metrics.get("epochs")
     if epochs is None and status.get("epoch") is not None:
         epochs = status["epoch"] + 1
