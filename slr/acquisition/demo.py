@@ -171,9 +171,12 @@ def _render(gloss: str, size: tuple[int, int], seed: int, rng: np.random.Generat
 def _write_mp4(path: Path, frames: np.ndarray) -> None:
     """Encode RGB frames as H.264 (yuv420p) at _FPS with PyAV."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(
-            "libx264", rate=_FPS, options={"crf": "23", "preset": "veryfast"}
-        )
+        # no-asm: at this size x264's AVX-512 code reads uninitialized memory (its output follows
+        # MALLOC_PERTURB_; not at 256 px wide, nor with its AVX2 code), so two fresh datasets
+        # differed in about a third of their videos (issue 12). Its C code is deterministic and,
+        # for frames this small, about as fast.
+        options = {"crf": "23", "preset": "veryfast", "x264-params": "no-asm=1"}
+        stream = container.add_stream("libx264", rate=_FPS, options=options)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1  # frames are tiny; threads cost more than they save
