@@ -261,7 +261,7 @@ def test_seeking_reads_the_same_frames_as_decoding_from_the_start(tmp_path, code
 
 _HASH_DEMO = """
 import hashlib, sys
-from slr.data.demo import make_demo_dataset
+from slr.acquisition.demo import make_demo_dataset
 root = make_demo_dataset(sys.argv[1], num_classes=2, train_per_class=2, val_per_class=1,
                          test_per_class=1)  # the demo's own 160 x 120 frames
 for path in sorted((root / "videos").iterdir()):
@@ -269,6 +269,7 @@ for path in sorted((root / "videos").iterdir()):
 """
 
 
+@pytest.mark.slow
 def test_demo_videos_do_not_depend_on_heap_contents(tmp_path):
     """Two fresh demo datasets are byte-identical, whatever memory the encoder happens to get
     (issue 12: x264's AVX-512 code read uninitialized memory, so videos differed between
