@@ -9,9 +9,9 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from slr.evaluation.evaluate import SPLITS, evaluate_split, trained_with, use_checkpoint_data
+from slr.evaluation.evaluate import SPLITS, checkpoint_data, evaluate_split, trained_with
 from slr.evaluation.plots import write_plots
 from slr.evaluation.report import summary_table, write_per_gloss_csv
 from slr.evaluation.signers import per_signer, signer_metrics, write_per_signer_csv
@@ -34,18 +34,14 @@ def evaluate(cfg: DictConfig, overrides: dict | None = None) -> dict:
     if num_views < 1:
         raise ValueError(f"test.num_views={num_views}: use 1 or more windows per video")
     trained = load_trained(cfg.ckpt_path, model_overrides=model_overrides(cfg, overrides))
-    with open_dict(cfg):
-        for key, value in trained.preprocessing.to_dict().items():
-            if key in cfg.data and cfg.data[key] is None:
-                cfg.data[key] = value
-        use_checkpoint_data(cfg.data, trained.dataset, trained.glosses)
-    datamodule = instantiate(cfg.data)
+    data = checkpoint_data(cfg.data, trained)
+    datamodule = instantiate(data)
     datamodule.use_encoder(trained.net.encoder.store_encoder())
     datamodule.prepare_data()
     if datamodule.glosses != trained.glosses:
         raise ValueError(
             f"{cfg.ckpt_path} was trained on {len(trained.glosses)} glosses, but data "
-            f"(root={cfg.data.root}, subset={cfg.data.get('subset')}) has "
+            f"(root={data.root}, subset={data.get('subset')}) has "
             f"{datamodule.num_classes} or a different order; test on the data it was trained on"
             + trained_with(trained.dataset)
         )

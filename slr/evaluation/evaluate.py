@@ -3,17 +3,19 @@ report. The test after training (slr.train) and slr.test both run it."""
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from torch.utils.data import DataLoader
 
 from slr.data.datamodule import WLASL_TARGET, WLASLDataModule
 from slr.data.dataset import collate_clips
 from slr.data.failures import MAX_FAILED_FRACTION, check_failures
 from slr.evaluation.report import Predictions, Report, build_report
+from slr.models.checkpoint import TrainedModel
 from slr.models.module import SignLitModule
 
 log = logging.getLogger(__name__)
@@ -86,19 +88,29 @@ def all_ranks(outputs: list[dict], trainer: pl.Trainer) -> list[dict]:
     return merged
 
 
-def use_checkpoint_data(data: DictConfig, dataset: dict | None, glosses: list[str]) -> None:
-    """Left at WLASL (the default), `data` becomes the reader the checkpoint was trained with, and
-    its recorded settings (CSV file, split seed, ...): then data.root is all slr.test needs. Any
-    other reader takes the checkpoint's glosses as its label order, so a test video of a gloss
-    the model never learnt is counted as unknown instead of shifting every label."""
-    record = dataset
-    if record and data._target_ == WLASL_TARGET and record["_target_"] != WLASL_TARGET:
-        log.info("data: %s with the checkpoint's settings", record["_target_"].rsplit(".", 1)[-1])
-        data.subset, data.split_file = None, None  # WLASL's keys, refused by the other readers
-        for key, value in record.items():
-            data[key] = value
-    if data._target_ != WLASL_TARGET and "glosses" in data:
-        data.glosses = list(glosses)
+def checkpoint_data(data: DictConfig, trained: TrainedModel) -> DictConfig:
+    """A copy of `data` completed from the checkpoint (the given config is left as it is):
+    - frames, size and crop margin left null take the checkpoint's preprocessing;
+    - left at WLASL (the default), it becomes the reader the checkpoint was trained with, and
+      that reader's recorded settings (CSV file, split seed, ...): then data.root is all
+      slr.test needs;
+    - any other reader takes the checkpoint's glosses as its label order, so a test video of a
+      gloss the model never learnt is counted as unknown instead of shifting every label."""
+    data = copy.deepcopy(data)
+    record = trained.dataset
+    with open_dict(data):
+        for key, value in trained.preprocessing.to_dict().items():
+            if key in data and data[key] is None:
+                data[key] = value
+        if record and data._target_ == WLASL_TARGET and record["_target_"] != WLASL_TARGET:
+            log.info("data: %s with the checkpoint's settings",
+                     record["_target_"].rsplit(".", 1)[-1])  # fmt: skip
+            data.subset, data.split_file = None, None  # WLASL's keys, refused by other readers
+            for key, value in record.items():
+                data[key] = value
+        if data._target_ != WLASL_TARGET and "glosses" in data:
+            data.glosses = list(trained.glosses)
+    return data
 
 
 def trained_with(record: dict | None) -> str:
