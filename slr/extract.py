@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import hydra
@@ -28,6 +30,7 @@ def extract(cfg: DictConfig) -> dict[str, dict]:
         if not counts[split]["available"]:
             log.warning("%s: no videos available, nothing to extract", split)
             continue
+        started = time.time()
         dataset = datamodule.cached(split)
         summary[split] = {
             **counts[split],
@@ -35,6 +38,7 @@ def extract(cfg: DictConfig) -> dict[str, dict]:
             "failed": len(dataset.store.failed),
             "views": dataset.store.views,
             "store": str(dataset.store.path),
+            "timing": built_now(dataset.store.path, started),
         }
     header = f"{'split':6} {'listed':>7} {'missing':>8} {'cached':>7} {'failed':>7} {'views':>6}"
     lines = [header] + [
@@ -43,7 +47,52 @@ def extract(cfg: DictConfig) -> dict[str, dict]:
         for s, v in summary.items()
     ]
     log.info("feature stores:\n%s", "\n".join(lines))
+    log.info("extraction speed:\n%s", timing_table(summary))
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "extract.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def built_now(store: Path, since: float) -> dict | None:
+    """The store's build timing (slr.data.features.extraction_timing) if this run built it,
+    None when it was already there."""
+    meta = store / "meta.json"
+    if meta.stat().st_mtime < since:
+        return None
+    return json.loads(meta.read_text()).get("timing")
+
+
+TIMING_COLUMNS = (  # (header, key in the timing, format)
+    ("workers", "num_workers", "d"),
+    ("clips", "clips", "d"),
+    ("frames", "frames", "d"),
+    ("seconds", "seconds", ".1f"),
+    ("clips/s", "clips_per_s", ".2f"),
+    ("frames/s", "frames_per_s", ".1f"),
+    ("backbone f/s", "backbone_frames_per_s", ".1f"),
+    ("backbone s", "backbone_seconds", ".1f"),
+    ("decode f/s", "decode_frames_per_s", ".1f"),
+    ("decode s", "decode_seconds", ".1f"),
+    ("waited s", "wait_seconds", ".1f"),
+)
+
+
+def timing_table(summary: dict) -> str:
+    """Per split: end-to-end clips/s and frames/s, the backbone alone (frames over the time
+    spent encoding) and decoding alone (summed over the decoding processes), and how long the
+    backbone waited for decoded clips; `hidden` = end-to-end / backbone-alone frames/s."""
+    head = f"{'split':6}" + "".join(f" {h:>12}" for h, _, _ in TIMING_COLUMNS) + "  hidden"
+    lines = [head]
+    for split, v in summary.items():
+        t = v.get("timing")
+        if not t:
+            lines.append(f"{split:6} (store already built: nothing timed)")
+            continue
+        row = "".join(f" {t[k]:12{fmt}}" for _, k, fmt in TIMING_COLUMNS)
+        hidden = t["frames_per_s"] / t["backbone_frames_per_s"] if t["frames_per_s"] else 0
+        lines.append(f"{split:6}{row}  {hidden:.2f}")
+    return "\n".join(lines)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

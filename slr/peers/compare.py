@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from slr.benchmarks.timing import spread
 from slr.peers.worker import PEER_INSTALL
 
 log = logging.getLogger(__name__)
@@ -147,13 +148,31 @@ def targets_met(
     return met
 
 
+def round_ratios(
+    rates: Mapping[str, Mapping[str, list[float]]], peers: list[str], live_train: str = LIVE_TRAIN
+) -> dict[str, list[float]]:
+    """slr / fastest peer within each round of the timing (repeat k of every implementation ran
+    back to back), per case, and for "cached_vs_live" slr's cached repeat k over the fastest
+    peer's live train repeat k: how much the ratio itself moved within one run."""
+
+    def per_round(ours: list[float], theirs: Mapping[str, list[float]]) -> list[float]:
+        return [a / max(theirs[p][k] for p in peers) for k, a in enumerate(ours)]
+
+    out = {case: per_round(r["slr"], r) for case, r in rates.items()}
+    if "cached" in rates and live_train in rates:
+        out["cached_vs_live"] = per_round(rates["cached"]["slr"], rates[live_train])
+    return out
+
+
 def summarize(
     rates: Mapping[str, Mapping[str, list[float]]],
     cases: Mapping[str, Mapping[str, Any]],
     peers: list[str],
     targets: Mapping[str, float],
 ) -> dict:
-    """Medians, ratios and targets from the raw per-repeat rates."""
+    """Medians, ratios and targets from the raw per-repeat rates, and their spread: `spread`
+    (each case's and implementation's min / median / max rate) and `ratio_spread` (slr / fastest
+    peer per round of repeats, min / median / max)."""
     medians = median_rates(rates)
     ratio = ratios(medians, peers)
     kinds = {c: cases[c]["kind"] for c in medians}
@@ -163,6 +182,8 @@ def summarize(
             for c in medians
         },
         "ratios": {c: {k: round(v, 3) for k, v in r.items()} for c, r in ratio.items()},
+        "spread": {c: {i: spread(r) for i, r in per.items()} for c, per in rates.items()},
+        "ratio_spread": {c: spread(r, 3) for c, r in round_ratios(rates, peers).items()},
         "targets": dict(targets),
         "targets_met": targets_met(ratio, kinds, targets["live"], targets["cached_vs_live"]),
     }
@@ -174,26 +195,41 @@ def describe(case: Mapping[str, Any]) -> str:
 
 
 def table(result: dict, cases: Mapping[str, Mapping[str, Any]]) -> str:
-    """The medians with the slr/peer ratios, one row per case."""
+    """One row per case: each implementation's median rate and the slr/peer ratios, then the
+    range (min-max over the repeats) of every rate and of slr / fastest peer per round."""
     impls = [i for i in result["implementations"] if i != "slr"]
-    head = f"{'case':32} {'unit':8} {'slr':>9}" + "".join(f" {i:>9}" for i in impls)
+    names = ["slr", *impls]
+    spreads, ratio_spread = result.get("spread", {}), result.get("ratio_spread", {})
+    head = f"{'case':32} {'unit':8}" + "".join(f" {i:>9}" for i in names)
     head += "".join(f" {'slr/' + i:>12}" for i in impls) + f" {'slr/best':>9}  target"
     lines = [f"slr vs {', '.join(impls)} on {result['machine']}", head]
     for c, row in result["cases"].items():
         r = result["ratios"][c]
-        line = f"{describe(cases[c]):32} {row['unit']:8} {row['slr']:9.3f}"
-        line += "".join(f" {row[i]:9.3f}" for i in impls)
+        line = f"{describe(cases[c]):32} {row['unit']:8}"
+        line += "".join(f" {row[i]:9.3f}" for i in names)
         line += "".join(f" {r[i]:12.2f}" for i in impls) + f" {r['best']:9.2f}"
         if c in result["targets_met"]:
             mark = "met" if result["targets_met"][c] else "MISSED"
             line += f"  >= {result['targets']['live']} {mark}"
         lines.append(line)
+        if c in spreads:
+            ranges = "".join(
+                f" {spreads[c][i]['min']:.3f}-{spreads[c][i]['max']:.3f}" for i in names
+            )
+            line = f"{'  range over repeats':41}{ranges}"
+            if c in ratio_spread:
+                s = ratio_spread[c]
+                line += f"   slr/best per round {s['min']:.2f}-{s['max']:.2f}"
+            lines.append(line)
     if "cached_vs_live" in result["ratios"]:
         r = result["ratios"]["cached_vs_live"]
-        line = f"{'slr cached / peer live train':32} {'':8} {'':9}" + " " * 10 * len(impls)
+        line = f"{'slr cached / peer live train':32} {'':8}" + " " * 10 * len(names)
         line += "".join(f" {r[i]:12.2f}" for i in impls) + f" {r['best']:9.2f}"
         mark = "met" if result["targets_met"]["cached_vs_live"] else "MISSED"
         lines.append(line + f"  >= {result['targets']['cached_vs_live']} {mark}")
+        if "cached_vs_live" in ratio_spread:
+            s = ratio_spread["cached_vs_live"]
+            lines.append(f"{'  range over rounds':41} {s['min']:.2f}-{s['max']:.2f}")
     return "\n".join(lines)
 
 
