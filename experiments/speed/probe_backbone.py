@@ -1,4 +1,8 @@
-"""Probe: backbone frames/s of several runtimes and chunk sizes, interleaved repeats."""
+"""Probe: backbone frames/s of several runtimes and chunk sizes, interleaved repeats, and each
+one's largest relative feature error against the first variant:
+
+    python experiments/speed/probe_backbone.py SIZE FRAMES torch:8,onnxruntime:8,bf16:8 REPEATS
+"""
 
 import statistics
 import sys
@@ -16,7 +20,7 @@ frames = torch.randint(0, 256, (1, n, 3, size, size), dtype=torch.uint8)
 encs = {}
 for v in variants:
     runtime, chunk = v.split(":")
-    kw = {} if runtime == "torch" else {"runtime": runtime}
+    kw = {"torch": {}, "bf16": {"bf16": True}}.get(runtime, {"runtime": runtime})
     encs[v] = FrameEncoder(weights=None, chunk_frames=int(chunk), **kw)
 ref = None
 for v, e in encs.items():

@@ -23,6 +23,32 @@ class _Pooled(nn.Module):
         return self.backbone(x).mean(dim=(2, 3))  # (n, 1280, h, w) -> (n, 1280)
 
 
+def export_onnx(folded: nn.Module, pooled: bool = True) -> bytes:
+    """The backbone (+ global pooling when `pooled`) as an ONNX graph, every size dynamic."""
+    model = (_Pooled(folded) if pooled else folded).eval()
+    sample = torch.zeros(2, 3, 64, 64)  # NCHW float; batch, height and width stay free
+    axes = {"x": {0: "n", 2: "h", 3: "w"}, "features": {0: "n"}}
+    if not pooled:
+        axes["features"].update({2: "fh", 3: "fw"})
+    buffer = io.BytesIO()
+    for name in ("onnxscript", "onnx_ir", "torch.onnx"):  # each optimizer pass logs at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+        # the TorchScript-based exporter: ~1 s for MobileNetV2, against ~10 s for dynamo's
+        torch.onnx.export(
+            model,
+            (sample,),
+            buffer,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["features"],
+            dynamic_axes=axes,
+            opset_version=17,
+        )
+    return buffer.getvalue()
+
+
 class OrtBackbone:
     """A callable like the torch backbone: (n, 3, H, W) float32 -> (n, 1280) features when
     `pools` (global pooling, in the graph), else (n, 1280, h, w) maps for the caller to pool
@@ -48,35 +74,14 @@ class OrtBackbone:
                 "pip install -e '.[onnx]'"
             ) from e
         self.pools = pool_grid == 1  # FrameEncoder.forward: the output is already pooled
-        model = (_Pooled(folded) if self.pools else folded).eval()
-        # the export's input is NCHW float: every size at run time (dynamic axes)
-        sample = torch.zeros(2, 3, 64, 64)
-        buffer = io.BytesIO()
-        for name in ("onnxscript", "onnx_ir", "torch.onnx"):  # each optimizer pass logs at INFO
-            logging.getLogger(name).setLevel(logging.WARNING)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-            torch.onnx.export(
-                model,
-                (sample,),
-                buffer,
-                dynamo=False,
-                input_names=["x"],
-                output_names=["features"],
-                dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "features": {0: "n"}}
-                if self.pools
-                else {"x": {0: "n", 2: "h", 3: "w"}, "features": {0: "n", 2: "fh", 3: "fw"}},
-                opset_version=17,
-            )
+        graph = export_onnx(folded, self.pools)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        self.session = ort.InferenceSession(
-            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         (y,) = self.session.run(None, {"x": x.detach().cpu().contiguous().numpy()})

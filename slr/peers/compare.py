@@ -202,7 +202,10 @@ def table(result: dict, cases: Mapping[str, Mapping[str, Any]]) -> str:
     spreads, ratio_spread = result.get("spread", {}), result.get("ratio_spread", {})
     head = f"{'case':32} {'unit':8}" + "".join(f" {i:>9}" for i in names)
     head += "".join(f" {'slr/' + i:>12}" for i in impls) + f" {'slr/best':>9}  target"
-    lines = [f"slr vs {', '.join(impls)} on {result['machine']}", head]
+    lines = [f"slr vs {', '.join(impls)} on {result['machine']}"]
+    if result.get("options", {}).get("slr"):
+        lines.append(f"slr options: {result['options']['slr']}")
+    lines.append(head)
     for c, row in result["cases"].items():
         r = result["ratios"][c]
         line = f"{describe(cases[c]):32} {row['unit']:8}"
@@ -315,6 +318,9 @@ def compare(
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {threads} threads",
         "implementations": versions,
+        "options": {
+            name: dict(impl.get("options") or {}) for name, impl in implementations.items()
+        },
         "repeats": repeats,
         "rates": {
             c: {n: [round(x, 4) for x in r] for n, r in per.items()} for c, per in rates.items()
