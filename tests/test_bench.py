@@ -86,7 +86,8 @@ def test_table_shows_every_rate_ratio_and_verdict():
     assert "2.000" in train and "1.000" in train and "4.000" in train
     assert "2.00" in train and "0.50" in train and "MISSED" in train
     assert "features" in text and "slr cached / peer live train" in text
-    assert "range over repeats" in text and "slr/best per round 0.50-0.50" in text
+    assert "repeats: slr 2.000 | keras2 1.000 | keras3 4.000" in text
+    assert "slr/best per round 0.50 (min 0.50, max 0.50)" in text
 
 
 def test_local_table_states_spread_and_cache_speedup_is_no_target():

@@ -23,7 +23,8 @@ TIMING_KEYS = {
 }
 
 
-def test_extract_records_decode_and_backbone_time(train_cfg):
+def test_extract_records_decode_and_backbone_time(train_cfg, tmp_path):
+    train_cfg.data.cache_dir = str(tmp_path / "cache")  # fresh stores: every one is built
     train_cfg.data.cache_views = 1
     summary = extract(train_cfg)
     assert set(summary) == {"train", "val", "test"}  # the per-split summary keeps its keys

@@ -147,8 +147,11 @@ class FrameEncoder(nn.Module):
             keeps where in the frame (which hand, how high) the activity is.
         runtime: "torch" (the default) or "onnxruntime": on the CPU, the folded backbone and its
             pooling exported to ONNX and run by ONNX Runtime (needs the `onnx` extra). Float32
-            like torch, features equal within float rounding (see `slr.models.ort_backbone`); it
-            is part of `numerics`, so its features get their own store.
+            like torch, features within 1e-6 relative of torch's (tests: 1e-4/1e-5 tolerance).
+            Its work-sharing thread pool keeps its speed when another process takes a core,
+            where torch's two OpenMP threads collapse (experiments/speed). It is part of
+            `numerics`, so its features get their own store. Off the CPU (a GPU) the torch
+            path runs whatever this says.
     """
 
     def __init__(

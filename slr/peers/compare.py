@@ -195,8 +195,8 @@ def describe(case: Mapping[str, Any]) -> str:
 
 
 def table(result: dict, cases: Mapping[str, Mapping[str, Any]]) -> str:
-    """One row per case: each implementation's median rate and the slr/peer ratios, then the
-    range (min-max over the repeats) of every rate and of slr / fastest peer per round."""
+    """One row per case: each implementation's median rate and the slr/peer ratios, then every
+    repeat of every rate and slr / fastest peer round by round, with its min and max."""
     impls = [i for i in result["implementations"] if i != "slr"]
     names = ["slr", *impls]
     spreads, ratio_spread = result.get("spread", {}), result.get("ratio_spread", {})
@@ -215,14 +215,11 @@ def table(result: dict, cases: Mapping[str, Mapping[str, Any]]) -> str:
             mark = "met" if result["targets_met"][c] else "MISSED"
             line += f"  >= {result['targets']['live']} {mark}"
         lines.append(line)
-        if c in spreads:
-            ranges = "".join(
-                f" {spreads[c][i]['min']:.3f}-{spreads[c][i]['max']:.3f}" for i in names
-            )
-            line = f"{'  range over repeats':41}{ranges}"
+        if c in spreads:  # every repeat, in the order timed; then slr / fastest peer per round
+            parts = [f"{i} {' '.join(f'{x:.3f}' for x in spreads[c][i]['repeats'])}" for i in names]
+            line = "    repeats: " + " | ".join(parts)
             if c in ratio_spread:
-                s = ratio_spread[c]
-                line += f"   slr/best per round {s['min']:.2f}-{s['max']:.2f}"
+                line += f" | slr/best per round {rounds(ratio_spread[c])}"
             lines.append(line)
     if "cached_vs_live" in result["ratios"]:
         r = result["ratios"]["cached_vs_live"]
@@ -231,9 +228,14 @@ def table(result: dict, cases: Mapping[str, Mapping[str, Any]]) -> str:
         mark = "met" if result["targets_met"]["cached_vs_live"] else "MISSED"
         lines.append(line + f"  >= {result['targets']['cached_vs_live']} {mark}")
         if "cached_vs_live" in ratio_spread:
-            s = ratio_spread["cached_vs_live"]
-            lines.append(f"{'  range over rounds':41} {s['min']:.2f}-{s['max']:.2f}")
+            lines.append(f"    per round: {rounds(ratio_spread['cached_vs_live'])}")
     return "\n".join(lines)
+
+
+def rounds(s: Mapping[str, Any]) -> str:
+    """ "2.10 1.98 2.41 (min 1.98, max 2.41)": a ratio's value per round and its range."""
+    each = " ".join(f"{x:.2f}" for x in s["repeats"])
+    return f"{each} (min {s['min']:.2f}, max {s['max']:.2f})"
 
 
 def compare(
