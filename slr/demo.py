@@ -18,9 +18,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from slr.inference.predictor import Predictor
 from slr.inference.streaming import check_window
-from slr.predict import Predictor
-from slr.runs import require
+from slr.runs.cli import model_overrides, quiet_known_warnings, require
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def _stop(signum, frame) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
 def main(cfg: DictConfig) -> None:
+    quiet_known_warnings()
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     require(cfg, "python -m slr.demo ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt")
     check_window(cfg.webcam_window, cfg.webcam_stride)
@@ -52,7 +53,7 @@ def main(cfg: DictConfig) -> None:
         start = time.perf_counter()
         predictor = Predictor(
             cfg.ckpt_path, cfg.device, cfg.topk, cfg.num_views, cfg.num_frames, cfg.image_size,
-            cfg.bbox_margin,
+            cfg.bbox_margin, model_overrides=model_overrides(cfg),
         )  # fmt: skip
         log.info(
             "model loaded in %.2f s on %s (%d threads): %d glosses, %d frames at %d px",

@@ -12,9 +12,9 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from slr.acquisition.health import scan, scan_reader, summary_lines
 from slr.data.datamodule import WLASLDataModule
-from slr.data.health import scan, scan_reader, summary_lines
-from slr.data.manifest import atomic_write_text
+from slr.data.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

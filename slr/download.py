@@ -6,7 +6,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from slr.data.download import download
+from slr.acquisition.download import download
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="download")

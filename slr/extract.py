@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from slr.data.wlasl import SPLITS
-from slr.runs import record_data
+from slr.runs.records import record_data
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def extract(cfg: DictConfig) -> dict[str, dict]:
     datamodule = instantiate(cfg.data, features="cached")
     datamodule.prepare_data()
     counts = record_data(datamodule, Path(cfg.paths.output_dir))
-    datamodule.use_encoder(instantiate(cfg.model.backbone))
+    datamodule.use_encoder(instantiate(cfg.model.backbone).store_encoder())
     summary = {}
     for split in SPLITS:
         if not counts[split]["available"]:

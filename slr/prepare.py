@@ -6,7 +6,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from slr.data.prepare import prepare
+from slr.acquisition.prepare import prepare
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from slr.aggregate import aggregate, main
+from slr.aggregate import main
+from slr.runs.aggregate import aggregate
 
 
 def fake_run(path: Path, overrides: list[str], status: str = "done", **metrics) -> None:

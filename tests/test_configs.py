@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from slr.models.mobilenet_lstm import SignClassifier
-from tests.conftest import compose_cfg
+from tests.helpers import compose_cfg
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -54,3 +54,34 @@ def test_test_config_needs_a_checkpoint(tmp_path):
     cfg = compose_cfg("test", ["data.root=/x"], tmp_path)
     assert OmegaConf.is_missing(cfg, "ckpt_path")
     assert cfg.data.num_frames is None  # taken from the checkpoint
+
+
+@pytest.mark.parametrize(
+    ("choice", "names"),
+    [
+        ("logger=tensorboard", {"tensorboard"}),
+        ("logger=wandb", {"wandb"}),
+        ("logger=[csv,tensorboard]", {"csv", "tensorboard"}),
+        ("logger=many_loggers", {"csv", "tensorboard", "wandb"}),
+    ],
+)
+def test_loggers_compose(choice, names, tmp_path):
+    cfg = compose_cfg("train", ["data.root=/x", choice], tmp_path)
+    assert set(cfg.logger) == names
+    if "wandb" in names:
+        assert cfg.logger.wandb.offline is True  # nothing leaves the machine unless asked
+
+
+@pytest.mark.slow
+def test_a_run_logs_to_csv_tensorboard_and_wandb_at_once(tiny_root, tmp_path, monkeypatch):
+    from slr.train import train
+    from tests.helpers import TINY
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = ["experiment=demo", f"data.root={tiny_root}", *TINY, "test=false"]
+    cfg = compose_cfg("train", [*overrides, "logger=many_loggers"], tmp_path / "run")
+    train(cfg)
+    run = tmp_path / "run"
+    assert (run / "csv" / "metrics.csv").is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run / "wandb").glob("offline-run-*"))

@@ -13,10 +13,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from slr.data.demo import make_demo_dataset
+from slr.acquisition.demo import make_demo_dataset
+from slr.evaluation.evaluate import evaluate_split
 from slr.models.checkpoint import load_checkpoint
-from slr.train import config_flags, own_process_group
-from tests.conftest import run_train
+from slr.runs.ddp import config_flags, own_process_group
+from tests.helpers import run_train
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,11 @@ def test_ddp_cpu_matches_one_process(odd_root, tmp_path):
     cfg = OmegaConf.load(run_dir / "config.yaml")
     module = load_checkpoint(metrics["best_ckpt"])
     datamodule = instantiate(cfg.data)
-    datamodule.use_encoder(module.net.encoder)
+    datamodule.use_encoder(module.net.encoder.store_encoder())
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (val,) = trainer.validate(module, datamodule=datamodule)
-    (test,) = trainer.test(module, datamodule=datamodule)
+    _, report = evaluate_split(trainer, module, datamodule, "test")
+    test = report.metrics
     assert val["val/videos"] == 9
     for key in ("val/top1", "val/top5", "val/top1_class", "val/top5_class"):
         assert metrics[key] == pytest.approx(val[key], abs=1e-6), key

@@ -8,13 +8,13 @@ import logging
 import shutil
 from pathlib import Path
 
+from slr.acquisition.download import download
+from slr.acquisition.health import scan, summary_lines
+from slr.acquisition.prepare import prepare
 from slr.data.datamodule import WLASLDataModule
-from slr.data.download import download
-from slr.data.health import scan, summary_lines
-from slr.data.prepare import prepare
 from slr.doctor import doctor
-from slr.runs import record_data
-from tests.conftest import compose_cfg
+from slr.runs.records import record_data
+from tests.helpers import compose_cfg
 from tests.test_download import FAST, server  # noqa: F401 (the fixture)
 from tests.wlasl_server import write_index
 

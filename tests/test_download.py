@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from slr.data import download as dl
-from slr.data import fetch
+from slr.acquisition import download as dl
+from slr.acquisition import fetch
 from slr.data.wlasl import INDEX_FILE
-from tests.conftest import compose_cfg
+from tests.helpers import compose_cfg
 from tests.wlasl_server import start_server, write_index
 
 YOUTUBE = "https://www.youtube.com/watch?v=abcdefghijk"

@@ -9,11 +9,11 @@ from hydra import compose, initialize
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from slr.export import export
+from slr.inference.export import export
 from slr.models.checkpoint import load_checkpoint
 from slr.predict import predict
 from slr.train import train
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 
 def predict_cfg(overrides: list[str]):

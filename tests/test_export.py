@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from slr.export import ExportableClassifier, export, load_exported
+from slr.inference.export import ExportableClassifier, export, load_exported
 from slr.models.checkpoint import load_checkpoint
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 GLOSSES = [f"gloss{i}" for i in range(6)]
 NUM_FRAMES, SIZE = 4, 32
@@ -47,6 +47,7 @@ def test_wrapper_equals_the_network(ckpt):
         torch.testing.assert_close(ExportableClassifier(net).eval()(x), net(x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_onnx_matches_pytorch(ckpt, tmp_path):
     pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript (.[onnx])")
     ort = pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime (.[onnx])")

@@ -18,7 +18,7 @@ from omegaconf import open_dict
 
 from slr.data.failures import TooManyFailures, check_failures
 from slr.train import train
-from tests.conftest import REPO, TINY, run_train
+from tests.helpers import REPO, TINY, run_train
 
 HTML = b"<!DOCTYPE html><html><body>429 Too Many Requests</body></html>\n"
 
@@ -106,6 +106,7 @@ def test_check_failures_thresholds():
         check_failures("test", {"a": "bad", "b": "bad"}, 2, 0.9)
 
 
+@pytest.mark.slow
 def test_cli_exits_non_zero_on_a_bad_setting(tiny_root, tmp_path):
     done = run_train(tiny_root, f"hydra.run.dir={tmp_path / 'run'}", "data.num_frames=0")
     assert done.returncode == 1
@@ -168,7 +169,7 @@ def test_sigterm_fails_the_run_with_128_plus_15_and_it_resumes(tiny_root, tmp_pa
 
 def test_slr_test_fails_when_the_test_clips_fail(tiny_root, tmp_path):
     from slr.test import evaluate
-    from tests.conftest import compose_cfg, save_random_checkpoint
+    from tests.helpers import compose_cfg, save_random_checkpoint
 
     glosses = json.loads((tiny_root / "WLASL_v0.3.json").read_text())
     ckpt = save_random_checkpoint(tmp_path / "r.ckpt", [g["gloss"] for g in glosses])

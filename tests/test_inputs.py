@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from slr.data.dataset import ClipDataset
+from slr.data.dataset import ClipDataset, load_views
 from slr.data.transforms import ClipTransform, checked_box
 from slr.data.video import DecodeError, read_frames
 from slr.data.wlasl import Instance
-from slr.evaluation.views import load_views
-from slr.predict import Predictor
-from tests.conftest import save_random_checkpoint
+from slr.inference.predictor import Predictor
+from tests.helpers import save_random_checkpoint
 
 
 def write_noisy(path: Path, frames: int = 50, size=(160, 120), faststart: bool = True) -> Path:
@@ -174,7 +173,7 @@ def test_rotated_video_is_upright_in_training_and_predict(tmp_path):
 
 
 def test_prepare_keeps_the_display_rotation(tmp_path):
-    from slr.data.trim import Cut, cut_video, pick_encoder
+    from slr.acquisition.trim import Cut, cut_video, pick_encoder
 
     source = write_rotated(tmp_path / "phone.mp4", -90, frames=10)
     cut = Cut(Instance("c", 0, "g", "train", frame_start=3, frame_end=8), tmp_path / "c.mp4")

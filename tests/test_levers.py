@@ -11,12 +11,12 @@ import torch
 from slr.data.datamodule import balanced_sampler
 from slr.data.feature_augment import FeatureAugment
 from slr.data.features import module_digest
-from slr.export import ExportableClassifier, export, load_exported
+from slr.inference.export import ExportableClassifier, export, load_exported
 from slr.models.checkpoint import load_checkpoint
 from slr.models.encoder import FrameEncoder
 from slr.models.mobilenet_lstm import SignClassifier
 from slr.models.module import SignLitModule
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 HEADS = [
     {"rnn": "gru"},
@@ -143,7 +143,7 @@ def test_mixup_mixes_features_and_targets():
     loss.backward()
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_export_of_new_heads_matches_pytorch(tmp_path, fmt):
     glosses = [f"g{i}" for i in range(5)]
     ckpt = save_random_checkpoint(

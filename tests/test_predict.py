@@ -18,10 +18,10 @@ from omegaconf import OmegaConf
 from slr.data.dataset import ClipDataset
 from slr.data.transforms import ClipTransform
 from slr.data.wlasl import Instance
+from slr.inference.predictor import Predictor, find_videos, frame_range, predict_all
 from slr.models.checkpoint import load_checkpoint
-from slr.predict import Predictor, find_videos, frame_range, predict_all
-from slr.runs import require
-from tests.conftest import save_random_checkpoint
+from slr.runs.cli import require
+from tests.helpers import save_random_checkpoint
 
 GLOSSES = [f"gloss{i}" for i in range(8)]
 REAL = ("07074", "05743", "00624")
@@ -48,6 +48,7 @@ def mixed_folder(shared_wlasl, tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_cli_on_a_folder_with_broken_files(ckpt, mixed_folder, tmp_path):
     out = tmp_path / "results" / "predictions.jsonl"  # a folder that does not exist yet
     cmd = [sys.executable, "-m", "slr.predict", f"ckpt_path={ckpt}", f"input={mixed_folder}"]

@@ -10,13 +10,13 @@ import av
 import numpy as np
 import pytest
 
-from slr.data import trim
+from slr.acquisition import trim
+from slr.acquisition.prepare import prepare
+from slr.acquisition.trim import Cut, cut_video, pick_encoder, probe, source_range
 from slr.data.datamodule import WLASLDataModule
-from slr.data.prepare import prepare
-from slr.data.trim import Cut, cut_video, pick_encoder, probe, source_range
 from slr.data.video import read_frames
 from slr.data.wlasl import INDEX_FILE, Instance
-from tests.conftest import compose_cfg
+from tests.helpers import compose_cfg
 from tests.test_data import write_video
 from tests.wlasl_server import HTML_PAGE, write_index
 

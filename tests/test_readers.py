@@ -14,13 +14,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from slr.acquisition.health import scan_reader, summary_lines
 from slr.data.datamodule import (
     ASLCitizenDataModule,
     CSVDataModule,
     FoldersDataModule,
     WLASLDataModule,
 )
-from slr.data.health import scan_reader, summary_lines
 from slr.data.readers.asl_citizen import ASLCitizenReader
 from slr.data.readers.base import DatasetFormatError, stratified_split
 from slr.data.readers.csv import CSVReader
@@ -29,8 +29,8 @@ from slr.data.wlasl import Instance
 from slr.doctor import doctor
 from slr.evaluation.report import Predictions
 from slr.evaluation.signers import per_signer, signer_metrics
-from slr.runs import record_data
-from tests.conftest import TINY, compose_cfg
+from slr.runs.records import record_data
+from tests.helpers import TINY, compose_cfg
 
 ASL_HEADER = ["Participant ID", "Video file", "Gloss", "ASL-LEX Code"]
 
@@ -374,9 +374,9 @@ E2E = [
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["asl_citizen", "csv", "folders"])
 def test_train_test_predict_export_on_each_format(fmt, asl_root, csv_root, folders_root, tmp_path):
-    from slr.export import export, load_exported
+    from slr.inference.export import export, load_exported
+    from slr.inference.predictor import Predictor
     from slr.models.checkpoint import load_checkpoint
-    from slr.predict import Predictor
     from slr.test import evaluate
     from slr.train import train
 

@@ -11,17 +11,16 @@ import pytest
 import torch
 
 from slr.data.dataset import ClipDataset
-from slr.data.sampling import uniform_indices
+from slr.data.sampling import shifted_indices, uniform_indices
 from slr.data.transforms import ClipTransform
 from slr.data.wlasl import read_subset
 from slr.evaluation.report import Predictions, build_report
-from slr.evaluation.views import MultiViewClips, shifted_indices
 from slr.models.encoder import FrameEncoder
 from slr.models.mobilenet_lstm import SignClassifier
 from slr.models.module import SignLitModule
 from slr.test import evaluate
 from slr.train import train
-from tests.conftest import TINY, compose_cfg
+from tests.helpers import TINY, compose_cfg
 
 PNG = b"\x89PNG\r\n\x1a\n"
 OLD_KEYS = ("top1", "top5", "top1_class", "top5_class", "videos", "skipped")
@@ -116,13 +115,16 @@ def test_shifted_windows():
 
 def test_multiview_dataset_decodes_v_windows(tiny_root):
     index = read_subset(tiny_root / "WLASL_v0.3.json", None)
-    clips = ClipDataset(index.splits["test"][:1], tiny_root / "videos", 4, ClipTransform(32))
-    single = MultiViewClips(clips, 1)[0]
-    assert single["frames"].shape == (1, 4, 3, 32, 32)
-    assert torch.equal(single["frames"][0], clips[0]["frames"])  # 1 view = the eval clip
-    item = MultiViewClips(clips, 3)[0]
+    insts, videos = index.splits["test"][:1], tiny_root / "videos"
+    clips = ClipDataset(insts, videos, 4, ClipTransform(32))
+    assert clips[0]["frames"].shape == (4, 3, 32, 32)
+    item = ClipDataset(insts, videos, 4, ClipTransform(32), num_views=3)[0]
     assert item["frames"].shape == (3, 4, 3, 32, 32) and item["length"].tolist() == [4] * 3
     assert not torch.equal(item["frames"][0], item["frames"][2])
+    # the middle of 3 views is the one-view evaluation clip (shift 0)
+    assert torch.equal(item["frames"][1], clips[0]["frames"])
+    with pytest.raises(ValueError, match="num_views"):
+        ClipDataset(insts, videos, 4, ClipTransform(32, train=True), num_views=2)
 
 
 def test_predict_step_averages_view_softmax():

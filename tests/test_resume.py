@@ -18,7 +18,7 @@ import torch
 from omegaconf import open_dict
 
 from slr.train import train
-from tests.conftest import REPO, TINY, run_train
+from tests.helpers import REPO, TINY, run_train
 
 
 class HangAtEpoch(pl.Callback):

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf, open_dict
 
 import slr.data.datamodule as datamodule_module
 from slr.train import train
-from tests.conftest import run_train
+from tests.helpers import run_train
 
 
 @pytest.fixture

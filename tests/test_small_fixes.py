@@ -13,9 +13,9 @@ import sys
 import pytest
 from omegaconf import open_dict
 
-from slr.aggregate import read_run
 from slr.data.wlasl import WLASLFormatError, read_subset
 from slr.extract import extract
+from slr.runs.aggregate import read_run
 
 
 def test_a_video_under_two_glosses_is_refused(tiny_root, tmp_path):

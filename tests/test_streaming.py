@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from slr.data.dataset import load_views
 from slr.data.sampling import uniform_indices
-from slr.evaluation.views import load_views
+from slr.inference.predictor import Predictor, frame_range
 from slr.inference.streaming import StreamingRecognizer, video_frames, window_bounds
 from slr.models.checkpoint import load_checkpoint
-from slr.predict import Predictor, frame_range
-from tests.conftest import save_random_checkpoint
+from tests.helpers import save_random_checkpoint
 
 GLOSSES = [f"gloss{i}" for i in range(8)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +108,7 @@ def test_backbone_runs_once_per_needed_frame(net, n, window, stride):
     assert all(r["start_s"] == pytest.approx(r["start_frame"] / 25, abs=1e-4) for r in results)
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_over_a_long_stream(net):
     rec = StreamingRecognizer(net, GLOSSES, 4, 32, window=7, stride=2, fps=30.0)
     frame = frames_of(1)[0]

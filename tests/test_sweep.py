@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from slr.models.checkpoint import load_checkpoint
-from tests.conftest import compose_cfg, run_train
+from tests.helpers import compose_cfg, run_train
 
 
 def read(path: Path) -> dict:
@@ -66,7 +66,7 @@ def test_grid_goes_on_after_a_failed_run(tiny_root, tmp_path):
 
 def test_runs_started_together_get_their_own_directories(tmp_path):
     """train.yaml's run and sweep dirs, composed and resolved twice within the same second as two
-    processes would: the time is the same, the random `${uid:}` part is not."""
+    processes would: the time is the same, the microseconds (`${now:%f}`) are not."""
     from hydra import compose, initialize
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.utils import setup_globals

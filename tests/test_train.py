@@ -10,10 +10,10 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from slr.models.checkpoint import load_checkpoint
-from slr.provenance import git_state
+from slr.runs.provenance import git_state
 from slr.test import evaluate
 from slr.train import train
-from tests.conftest import TINY, compose_cfg
+from tests.helpers import TINY, compose_cfg
 
 METRIC_KEYS = ("test/top1", "test/top5", "test/top1_class", "test/top5_class")
 

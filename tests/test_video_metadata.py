@@ -9,10 +9,10 @@ import av
 import numpy as np
 import pytest
 
+from slr.acquisition.health import readable
+from slr.acquisition.trim import probe
 from slr.data.dataset import ClipDataset
-from slr.data.health import readable
 from slr.data.transforms import ClipTransform
-from slr.data.trim import probe
 from slr.data.video import open_video, read_frames
 from slr.data.wlasl import read_subset
 

@@ -17,20 +17,23 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from slr.data.dataset import ClipDataset, collate_clips
-from slr.data.demo import ensure_demo_dataset
 from slr.data.failures import MAX_FAILED_FRACTION, check_data_settings, check_failures
 from slr.data.feature_augment import FeatureAugment
 from slr.data.features import FeatureDataset, build_store, module_digest
+from slr.data.preprocessing import Preprocessing
 from slr.data.readers.asl_citizen import ASLCitizenReader
 from slr.data.readers.base import DatasetReader
 from slr.data.readers.csv import CSVReader
 from slr.data.readers.folders import FoldersReader
 from slr.data.readers.wlasl import WLASLReader
-from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform
+from slr.data.transforms import ClipTransform
 from slr.data.video import TRUNCATED
 from slr.data.wlasl import SPLITS, Instance, SubsetIndex
 
 log = logging.getLogger(__name__)
+
+
+WLASL_TARGET = "slr.data.datamodule.WLASLDataModule"  # its `_target_`, as checkpoints record it
 
 
 class WLASLDataModule(pl.LightningDataModule):
@@ -54,7 +57,8 @@ class WLASLDataModule(pl.LightningDataModule):
         cache_dir: where feature stores live; None = ROOT/features.
         cache_views: augmented views cached per training clip (one is drawn per epoch); val and
             test cache their one fixed view.
-        make_demo: write the synthetic demo dataset into root if it has no index yet.
+        make_demo: kept for configs of earlier versions; the demo data is written by `data=demo`
+            (`slr.acquisition.demo.DemoDataModule`), so True is refused here.
         aug_speed, aug_crop, aug_frame_dropout: temporal augmentation of cached training
             features (see `FeatureAugment`); off by default.
         balanced: draw training clips with probability inversely proportional to their gloss's
@@ -89,6 +93,11 @@ class WLASLDataModule(pl.LightningDataModule):
         max_failed_fraction: float = MAX_FAILED_FRACTION,
     ) -> None:
         super().__init__()
+        if make_demo and type(self) is WLASLDataModule:
+            raise ValueError(
+                "data.make_demo=true: the demo dataset is written by data=demo (or experiment=demo)"
+                ", whose datamodule is slr.acquisition.demo.DemoDataModule"
+            )
         if features not in ("live", "cached"):
             raise ValueError(f"data.features={features!r}: use 'live' or 'cached'")
         self.augment = FeatureAugment(tuple(aug_speed), aug_crop, aug_frame_dropout)
@@ -115,8 +124,6 @@ class WLASLDataModule(pl.LightningDataModule):
         self.encoder = encoder
 
     def prepare_data(self) -> None:
-        if self.hparams.make_demo:
-            ensure_demo_dataset(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(
                 f"data.root={self.root} is a file, not a folder. Point data.root at "
@@ -163,13 +170,7 @@ class WLASLDataModule(pl.LightningDataModule):
     def preprocessing(self) -> dict:
         """What a model trained on this data expects as input; saved with every checkpoint."""
         h = self.hparams
-        return {
-            "num_frames": h.num_frames,
-            "image_size": h.image_size,
-            "bbox_margin": h.bbox_margin,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-        }
+        return Preprocessing(h.num_frames, h.image_size, h.bbox_margin).to_dict()
 
     @cached_property
     def available(self) -> dict[str, list[Instance]]:
@@ -199,8 +200,15 @@ class WLASLDataModule(pl.LightningDataModule):
             report["missing_ids"][split] = missing
         return report
 
-    def dataset(self, split: str) -> ClipDataset:
-        """The split's clips, decoded from video."""
+    def dataset(self, split: str, num_views: int = 1) -> ClipDataset:
+        """The split's clips, decoded from video; `num_views` > 1 windows per video (evaluation
+        splits only, see `ClipDataset`)."""
+        if num_views > 1:
+            one = self.dataset(split)
+            return ClipDataset(
+                one.instances, one.video_dir, one.num_frames, one.transform, one.trimmed,
+                one.truncated, num_views,
+            )  # fmt: skip
         if split not in self.clips:
             insts = self.available[split]
             if not insts:

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from slr.data.sampling import jittered_indices, uniform_indices
-from slr.data.transforms import ClipTransform
+from slr.data.sampling import jittered_indices, shifted_indices
+from slr.data.transforms import Box, ClipTransform, checked_box, square_box
 from slr.data.video import DECODE_ERRORS, DecodeError, crop_resize, read_frames
 from slr.data.wlasl import Instance
 
@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class Sample(TypedDict, total=False):
-    frames: torch.Tensor  # (T, 3, S, S) uint8 RGB (the model normalizes); zeros after `length`
+    # (T, 3, S, S) uint8 RGB (the model normalizes), zeros after `length`; (V, T, 3, S, S) and
+    # length (V,) with V > 1 views
+    frames: torch.Tensor
     features: torch.Tensor  # (T, 1280) float32 backbone features, instead of frames when cached
     length: torch.Tensor  # () int64, real frames in `frames`, 1..T
     label: torch.Tensor  # () int64, gloss position in the index
@@ -57,6 +59,8 @@ class ClipDataset(Dataset):
             preprocessing writes them); False cuts [frame_start, frame_end] out of the file here.
         truncated: a file whose frames stop well before the count it lists: "skip" it (a
             `Failed` record) or "use" the frames that decode (with a warning).
+        num_views: evaluation only: V > 1 evenly shifted windows per video (see
+            `shifted_indices`), decoded once; items then hold frames (V, T, 3, S, S), length (V,).
     """
 
     def __init__(
@@ -67,13 +71,17 @@ class ClipDataset(Dataset):
         transform: ClipTransform,
         trimmed: bool = True,
         truncated: str = "skip",
+        num_views: int = 1,
     ) -> None:
+        if num_views < 1 or (num_views > 1 and transform.train):
+            raise ValueError(f"num_views={num_views}: 1, or more for evaluation (train=False)")
         self.instances = list(instances)
         self.video_dir = Path(video_dir)
         self.num_frames = num_frames
         self.transform = transform
         self.trimmed = trimmed
         self.truncated = truncated
+        self.num_views = num_views
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -99,26 +107,56 @@ class ClipDataset(Dataset):
 
     def load(self, inst: Instance, generator: torch.Generator | None = None) -> Sample:
         start_sec, stop_sec = (0.0, None) if self.trimmed else inst.time_range()
+        label = torch.tensor(inst.label)
+        if not self.transform.train:
+            t = self.transform
+            frames, lengths = load_views(
+                self.path(inst), self.num_frames, t.image_size, t.bbox_margin, self.num_views,
+                inst.bbox, start_sec, stop_sec, self.truncated,
+            )  # fmt: skip
+            if self.num_views == 1:
+                frames, lengths = frames[0], lengths[0]  # (1, T, 3, S, S) -> (T, 3, S, S)
+            return Sample(frames=frames, length=lengths, label=label, video_id=inst.video_id)
         frames, _ = read_frames(self.path(inst), start_sec, stop_sec, self.truncated)
-        if self.transform.train:
-            picks = jittered_indices(len(frames), self.num_frames, generator)
-        else:
-            picks = uniform_indices(len(frames), self.num_frames)
+        picks = jittered_indices(len(frames), self.num_frames, generator)
         width, height = frames[0].width, frames[0].height
         box = self.transform.box(inst.bbox, width, height, generator, name=str(self.path(inst)))
         size, n = self.transform.image_size, len(picks)
-        # frames are written in place into the zero-padded clip: no copy on the eval path
         crops = np.zeros((self.num_frames, size, size, 3), dtype=np.uint8)
         crop_resize([frames[j] for j in picks], box, size, out=crops[:n])
         clip = torch.from_numpy(crops).permute(0, 3, 1, 2)  # (T, S, S, 3) -> (T, 3, S, S) view
-        if self.transform.train:
-            clip[:n] = self.transform(crops[:n], generator)
-        return Sample(
-            frames=clip,
-            length=torch.tensor(len(picks)),
-            label=torch.tensor(inst.label),
-            video_id=inst.video_id,
-        )
+        clip[:n] = self.transform(crops[:n], generator)
+        return Sample(frames=clip, length=torch.tensor(n), label=label, video_id=inst.video_id)
+
+
+def load_views(
+    path: str | Path,
+    num_frames: int,
+    image_size: int,
+    bbox_margin: float,
+    num_views: int = 1,
+    bbox: Box | None = None,
+    start_sec: float = 0.0,
+    stop_sec: float | None = None,
+    truncated: str = "skip",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode `path` once and cut `num_views` windows out of it, each cropped as at evaluation.
+
+    Returns frames (V, T, 3, S, S) uint8 RGB, zero-padded after each view's length, and lengths
+    (V,) int64. Raises DecodeError or one of DECODE_ERRORS for a file that cannot be read, or
+    (`truncated="skip"`) whose frames stop well before the count it lists.
+    """
+    frames, _ = read_frames(path, start_sec, stop_sec, truncated)
+    width, height = frames[0].width, frames[0].height
+    box = square_box(checked_box(bbox, width, height, str(path)), width, height, bbox_margin)
+    # frames are written in place into the zero-padded clips: no copy
+    crops = np.zeros((num_views, num_frames, image_size, image_size, 3), dtype=np.uint8)
+    lengths = []
+    for v, picks in enumerate(shifted_indices(len(frames), num_frames, num_views)):
+        crop_resize([frames[j] for j in picks], box, image_size, out=crops[v, : len(picks)])
+        lengths.append(len(picks))
+    clips = torch.from_numpy(crops).permute(0, 1, 4, 2, 3)  # (V, T, S, S, 3) -> (V, T, 3, S, S)
+    return clips, torch.tensor(lengths)
 
 
 def collate_clips(items: Sequence[Sample | Failed]) -> Batch:

@@ -140,12 +140,3 @@ class ClipFailures(Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:  # a few batches: not the split
             self._end(trainer, "val")
-
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._start("test")
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._batch("test", batch)
-
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
-        self._end(trainer, "test")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from slr.data.dataset import ClipDataset, Failed, Sample, collate_clips
 from slr.data.feature_augment import FeatureAugment
-from slr.data.manifest import atomic_write_text
+from slr.data.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

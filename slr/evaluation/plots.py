@@ -4,11 +4,16 @@ matplotlib is an optional extra (`pip install -e ".[report]"`); `plots_unavailab
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from slr.evaluation.report import Report
+
+log = logging.getLogger(__name__)
 
 CONFUSION_MAX_CLASSES = 30  # more than this and the matrix shows only the most-confused glosses
 LABELLED_MAX_CLASSES = 60  # more than this and per-class bars lose their gloss names
@@ -153,3 +158,32 @@ def plot_training_curves(path: Path, series: dict[str, dict[int, float]]) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_plots(run_dir: Path, report: Report, glosses: list[str], ckpt_path: str) -> dict:
+    """The PNGs that can be drawn, and for each one that cannot, why."""
+    written, skipped = [], {}
+    names = ("confusion_matrix.png", "per_class_accuracy.png", "training_curves.png")
+    reason = plots_unavailable()
+    if reason:
+        log.warning("plots skipped: %s", reason)
+        return {"plots": [], "plots_skipped": dict.fromkeys(names, reason)}
+    plot_confusion(run_dir / names[0], report.confusion, glosses)
+    plot_per_class(
+        run_dir / names[1],
+        report.per_class_top1,
+        report.per_class_top5,
+        glosses,
+        report.metrics["test/chance_top1"],
+    )
+    written += names[:2]
+    # the checkpoint sits in RUN/checkpoints/, the training log in RUN/csv/metrics.csv
+    train_log = Path(ckpt_path).resolve().parent.parent / "csv" / "metrics.csv"
+    series = read_epoch_metrics(train_log) if train_log.is_file() else {}
+    if series:
+        plot_training_curves(run_dir / names[2], series)
+        written.append(names[2])
+    else:
+        skipped[names[2]] = f"no per-epoch training log at {train_log}"
+        log.warning("training curves skipped: no per-epoch training log at %s", train_log)
+    return {"plots": written, "plots_skipped": skipped}

@@ -145,6 +145,13 @@ class FrameEncoder(nn.Module):
         pool_grid: 1 = global average pooling of the last feature map (1280 values per frame);
             g > 1 = average pooling over a g x g grid of it (g*g*1280 values, channel-major), which
             keeps where in the frame (which hand, how high) the activity is.
+        trainable_blocks: 0 = all frozen (the seed design); K = the last K blocks of MobileNetV2's
+            `features` (its final 1x1 conv counting as one) are fine-tuned, the rest stays
+            frozen. With cached features the store then holds the frozen prefix's output (see
+            `store_encoder`) and training runs only the tail (`from_prefix`).
+        tail_batchnorm: the tuned blocks' BatchNorm: "eval" (running statistics kept, the
+            default) or "train" (batch statistics, updated while fitting).
+        tune_lr: the tuned blocks' learning rate; None = the optimizer's.
         runtime: "torch" (the default) or "onnxruntime": on the CPU, the folded backbone and its
             pooling exported to ONNX and run by ONNX Runtime (needs the `onnx` extra). Float32
             like torch, features within 1e-6 relative of torch's (tests: 1e-4/1e-5 tolerance).
@@ -163,6 +170,9 @@ class FrameEncoder(nn.Module):
         bf16: bool = False,
         cpu_jit: bool = True,
         pool_grid: int = 1,
+        trainable_blocks: int = 0,
+        tail_batchnorm: str = "eval",
+        tune_lr: float | None = None,
         chunk_pixels: int = CHUNK_PIXELS,
         runtime: str = "torch",
     ) -> None:
@@ -176,8 +186,20 @@ class FrameEncoder(nn.Module):
         if chunk_pixels < 1:
             raise ValueError(f"model.backbone.chunk_pixels={chunk_pixels}: must be positive")
         backbone = load_backbone(weights, weights_path, init_seed)
+        if not 0 <= trainable_blocks <= len(backbone):
+            raise ValueError(
+                f"model.backbone.trainable_blocks={trainable_blocks}: use 0 (frozen) to "
+                f"{len(backbone)} (MobileNetV2's features has {len(backbone)} blocks)"
+            )
+        if tail_batchnorm not in ("eval", "train"):
+            raise ValueError(f"model.backbone.tail_batchnorm={tail_batchnorm!r}: eval or train")
         self.backbone = backbone.to(memory_format=torch.channels_last)
         self.backbone.requires_grad_(False)
+        self.trainable_blocks = trainable_blocks
+        self.split = len(backbone) - trainable_blocks  # blocks [split:] are tuned
+        self.tail_batchnorm = tail_batchnorm
+        self.tune_lr = tune_lr
+        self.backbone[self.split :].requires_grad_(True)
         self.chunk_frames = chunk_frames
         self.chunk_pixels = chunk_pixels
         self.runtime = runtime
@@ -192,7 +214,14 @@ class FrameEncoder(nn.Module):
         self.train(False)
 
     def train(self, mode: bool = True) -> FrameEncoder:
-        return super().train(False)  # frozen BatchNorm: always eval
+        super().train(False)  # frozen BatchNorm: always eval
+        if mode and self.trainable_blocks and self.tail_batchnorm == "train":
+            self.backbone[self.split :].train()
+        return self
+
+    def tuned_parameters(self) -> list[nn.Parameter]:
+        """The fine-tuned blocks' parameters (none when trainable_blocks is 0)."""
+        return list(self.backbone[self.split :].parameters()) if self.trainable_blocks else []
 
     def folded(self) -> nn.Module:
         """The backbone with BatchNorm folded into the convolutions, the one forward runs
@@ -240,10 +269,8 @@ class FrameEncoder(nn.Module):
         return cached[1]
 
     def chunk(self, height: int, width: int, frames: int) -> int:
-        """Frames per backbone call for frames of this size (at least 1)."""
-        if self.chunk_frames is not None:
-            return self.chunk_frames if self.chunk_frames > 0 else max(frames, 1)
-        return max(1, self.chunk_pixels // (height * width))
+        """Frames per backbone call for `frames` frames of this size (at least 1)."""
+        return chunk_size(self.chunk_frames, self.chunk_pixels, height, width, frames)
 
     def pool(self, maps: torch.Tensor) -> torch.Tensor:
         """(n, 1280, h, w) feature maps -> (n, out_dim) frame features."""
@@ -251,6 +278,44 @@ class FrameEncoder(nn.Module):
             return maps.mean(dim=(2, 3))  # (n, 1280, h, w) -> (n, 1280)
         grid = nn.functional.adaptive_avg_pool2d(maps, self.pool_grid)  # (n, 1280, g, g)
         return grid.flatten(1)  # (n, 1280, g, g) -> (n, 1280 * g * g)
+
+    def store_encoder(self) -> nn.Module:
+        """What a feature store holds for this encoder: its output, or with tuned blocks the
+        frozen prefix's activation maps (flattened per frame), so training runs only the tail."""
+        return self.prefix_encoder() if self.trainable_blocks else self
+
+    def prefix_encoder(self) -> PrefixEncoder:
+        """The frozen blocks before the tuned ones (BatchNorm folded), rebuilt only when one of
+        their tensors changed (load_state_dict, .to(), ...), not when the tail trains."""
+        tensors = [
+            *self.backbone[: self.split].parameters(),
+            *self.backbone[: self.split].buffers(),
+        ]
+        key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+        cached = self.__dict__.get("_prefix")
+        if cached is None or cached[0] != key:
+            cached = (key, PrefixEncoder(self))
+            self.__dict__["_prefix"] = cached
+        return cached[1]
+
+    def from_prefix(self, maps: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, C*h*w) stored prefix maps (see `PrefixEncoder`) -> (B, T, out_dim) features,
+        through the tuned blocks (with grad while training); padded frames get zeros."""
+        b, t = maps.shape[:2]
+        channels = prefix_channels(self.backbone, self.split)
+        side = round((maps.shape[2] // channels) ** 0.5)
+        real = _real_rows(b, t, lengths, maps.device)
+        x = maps.flatten(0, 1)[real].float()  # (B, T, C*h*w) -> (n, C*h*w), real frames only
+        x = x.view(len(real), channels, side, side).contiguous(memory_format=torch.channels_last)
+        y = self.pool(self.backbone[self.split :](x))  # (n, C, h, w) -> (n, out_dim)
+        out = y.new_zeros(b * t, self.out_dim).index_copy(0, real, y)  # (B*T, out_dim)
+        return out.view(b, t, self.out_dim)  # (B*T, out_dim) -> (B, T, out_dim)
+
+    def _tuned_forward(self, frames: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """forward while the tail trains: the frozen prefix as stored, then `from_prefix`."""
+        with torch.inference_mode():
+            maps = self.prefix_encoder()(frames, lengths)  # (B, T, C*h*w)
+        return self.from_prefix(maps.clone(), lengths)  # a normal tensor again, for autograd
 
     @property
     def numerics(self) -> str:
@@ -264,12 +329,13 @@ class FrameEncoder(nn.Module):
 
     def __getstate__(self) -> dict:
         # copies and pickles (deepcopy, DDP spawn) rebuild the fast paths on first use
-        return {
-            k: v for k, v in self.__dict__.items() if k not in ("_folded", "_jit", "_ort_session")
-        }
+        hidden = ("_folded", "_jit", "_prefix", "_ort_session")  # ORT sessions do not pickle
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Features of the real frames; padded frames (t >= length) get zeros and cost nothing."""
+        if self.trainable_blocks and torch.is_grad_enabled():
+            return self._tuned_forward(frames, lengths)
         b, t = frames.shape[:2]
         # allocated outside inference mode: a normal tensor, which training may save for backward
         out = torch.zeros(b * t, self.out_dim, device=frames.device)  # (B*T, 1280)
@@ -293,3 +359,66 @@ class FrameEncoder(nn.Module):
                     y = backbone(x) if pooled else self.pool(backbone(x))  # (n, out_dim)
                 out[rows] = y.float()
         return out.view(b, t, self.out_dim)  # (B*T, 1280) -> (B, T, 1280)
+
+
+def chunk_size(
+    chunk_frames: int | None, chunk_pixels: int, height: int, width: int, frames: int
+) -> int:
+    """Frames per backbone call: `chunk_frames` when set (0 = all `frames` at once), else as many
+    frames of height x width as fit in `chunk_pixels`; at least 1."""
+    if chunk_frames is not None:
+        return chunk_frames if chunk_frames > 0 else max(frames, 1)
+    return max(1, chunk_pixels // (height * width))
+
+
+def _real_rows(b: int, t: int, lengths: torch.Tensor | None, device) -> torch.Tensor:
+    """Indices into B*T of the real frames (t < length; all of them without lengths)."""
+    if lengths is None:
+        return torch.arange(b * t, device=device)
+    mask = torch.arange(t, device=device) < lengths.to(device)[:, None]  # (B, T)
+    return mask.flatten().nonzero().squeeze(1)
+
+
+def prefix_channels(backbone: nn.Sequential, split: int) -> int:
+    """Channels of the activation map entering block `split` of MobileNetV2's features."""
+    for module in reversed(list(backbone[:split].modules())):
+        if isinstance(module, nn.Conv2d):
+            return module.out_channels
+    raise ValueError(f"no convolution before block {split}")
+
+
+class PrefixEncoder(nn.Module):
+    """The frozen blocks before an encoder's tuned ones, as a feature-store encoder:
+    (B, T, 3, S, S) frames -> (B, T, C*h*w) activation maps, flattened channel-major, zeros for
+    padded frames. Its parameters are the prefix's only, so its store key does not move while
+    the tail trains; `numerics` names where the prefix ends."""
+
+    def __init__(self, encoder: FrameEncoder) -> None:
+        super().__init__()
+        self.prefix = fold_batchnorm(encoder.backbone[: encoder.split]).requires_grad_(False)
+        self.chunk_frames, self.chunk_pixels = encoder.chunk_frames, encoder.chunk_pixels
+        self.bf16 = encoder.bf16
+        self.numerics = f"bf16={encoder.bf16};prefix={encoder.split}"
+        self.register_buffer("mean", encoder.mean, persistent=False)
+        self.register_buffer("std", encoder.std, persistent=False)
+
+    @torch.inference_mode()
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        flat = frames.flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, 3, H, W)
+        real = _real_rows(b, t, lengths, frames.device)
+        step = chunk_size(self.chunk_frames, self.chunk_pixels, *frames.shape[-2:], len(real))
+        autocast = torch.autocast(frames.device.type, torch.bfloat16, enabled=self.bf16)
+        out = None
+        for i in range(0, len(real), step):
+            rows = real[i : i + step]
+            x = flat[rows].float().contiguous(memory_format=torch.channels_last)  # (n, 3, H, W)
+            x = x.sub_(self.mean).div_(self.std)
+            with autocast:
+                y = self.prefix(x).float().flatten(1)  # (n, C, h, w) -> (n, C*h*w)
+            if out is None:
+                out = torch.zeros(b * t, y.shape[1], device=frames.device)  # (B*T, C*h*w)
+            out[rows] = y
+        if out is None:  # no real frame at all
+            out = torch.zeros(b * t, 0, device=frames.device)
+        return out.view(b, t, -1)  # (B*T, C*h*w) -> (B, T, C*h*w)

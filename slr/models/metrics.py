@@ -7,6 +7,14 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
+# The one source of the metric names: every stage (val, test) is logged, checkpointed on and
+# written to metrics.json as `<stage>/<name>`; status.json, slr.aggregate and the best-epoch
+# record read these.
+ACCURACY = ("top1", "top5", "top1_class", "top5_class")
+EVAL_METRICS = (*ACCURACY, "videos", "skipped")  # what SignLitModule logs per evaluation epoch
+MONITOR = "val/top1"  # what picks the best epoch (ModelCheckpoint, BestEpoch, sweepers)
+VAL_KEYS = (*(f"val/{name}" for name in ACCURACY), "val/videos")  # the best epoch's record
+
 
 class TopKAccuracy(Metric):
     """Top-k accuracy for several k at once, both per instance and per class.

@@ -88,6 +88,13 @@ class SignClassifier(nn.Module):
         """(B, T, 3, H, W) frames and (B,) true lengths -> (B, num_classes) logits."""
         return self.classify(self.encoder(frames, lengths), lengths)
 
+    def stored_features(self, stored: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A feature store's rows (B, T, D_store) -> the frame features `classify` takes: the
+        same, or with tuned backbone blocks the stored prefix maps through those blocks."""
+        if getattr(self.encoder, "trainable_blocks", 0):
+            return self.encoder.from_prefix(stored, lengths)
+        return stored
+
     def classify(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, D) frame features -> (B, num_classes) logits. With `lengths` the sequence is
         packed, so padding never enters the norm's statistics or the RNN; without, every frame is
@@ -141,3 +148,9 @@ class SignClassifier(nn.Module):
             scores = self.attention(out).squeeze(-1).masked_fill(~real, float("-inf"))
             weights = scores.softmax(dim=1)  # (B, T), zero on padding
         return (weights.unsqueeze(-1) * out).sum(dim=1)  # (B, T, H') -> (B, H')
+
+
+def mean_over_views(logits: torch.Tensor, num_views: int) -> torch.Tensor:
+    """(B*V, C) logits of V views per video, views adjacent -> (B, C) class probabilities: each
+    view's softmax, averaged over the video's views (one view: its softmax)."""
+    return logits.softmax(dim=-1).unflatten(0, (-1, num_views)).mean(dim=1)  # (B, V, C) -> (B, C)

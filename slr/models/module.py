@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
-from torchmetrics import MaxMetric, MeanMetric, SumMetric
+from torchmetrics import MeanMetric, SumMetric
 
 from slr.data.dataset import Batch
 from slr.models.metrics import TopKAccuracy
-from slr.models.mobilenet_lstm import SignClassifier
-
-# The frozen encoder stays in eval mode on purpose (BatchNorm statistics must not move).
-warnings.filterwarnings(
-    "ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning
-)
+from slr.models.mobilenet_lstm import SignClassifier, mean_over_views
 
 
 class SignLitModule(pl.LightningModule):
-    """Trains and evaluates a SignClassifier. Logs `train/loss`, `train/top1` and, for val and
-    test, `top1`, `top5`, `top1_class`, `top5_class`, `videos` and `skipped` per epoch.
+    """Trains and validates a SignClassifier, and predicts for evaluation (`predict_step`, which
+    `slr.evaluation.evaluate` runs for the test after training and for slr.test). Logs
+    `train/loss`, `train/top1` and `val/<name>` for every name in `metrics.EVAL_METRICS`.
 
     Args:
         net: the model.
@@ -60,11 +55,8 @@ class SignLitModule(pl.LightningModule):
         self.train_loss = MeanMetric()
         self.train_acc = TopKAccuracy(num_classes, ks=(1,))
         self.val_acc = TopKAccuracy(num_classes)
-        self.test_acc = TopKAccuracy(num_classes)
-        self.val_top1_best = MaxMetric()
         # videos that failed to decode, counted so reports say how many were really evaluated
         self.val_skipped = SumMetric()
-        self.test_skipped = SumMetric()
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(frames, lengths)
@@ -72,7 +64,8 @@ class SignLitModule(pl.LightningModule):
     def logits(self, batch: Batch) -> torch.Tensor:
         """(B, num_classes) from the batch's frames, or its cached backbone features."""
         if "features" in batch:
-            return self.net.classify(batch["features"], batch["length"])
+            features = self.net.stored_features(batch["features"], batch["length"])
+            return self.net.classify(features, batch["length"])
         return self.net(batch["frames"], batch["length"])
 
     def on_fit_start(self) -> None:
@@ -81,9 +74,8 @@ class SignLitModule(pl.LightningModule):
         rank_zero_info(f"parameters: {trainable:,} trainable, {frozen:,} frozen (backbone)")
 
     def on_train_start(self) -> None:
-        # the sanity check's validation batches must not count towards the first epoch or the best
+        # the sanity check's validation batches must not count towards the first epoch
         self.val_acc.reset()
-        self.val_top1_best.reset()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         if not batch["video_id"]:
@@ -104,7 +96,7 @@ class SignLitModule(pl.LightningModule):
         frame features, time step by time step; a mixed clip lasts as long as the longer of its
         two (the shorter one's padding is zeros)."""
         if "features" in batch:
-            features = batch["features"]
+            features = self.net.stored_features(batch["features"], batch["length"])
         else:
             features = self.net.encoder(batch["frames"], batch["length"])  # (B, T, D)
         lam = float(
@@ -145,15 +137,7 @@ class SignLitModule(pl.LightningModule):
         self._eval_step(self.val_acc, self.val_skipped, batch)
 
     def on_validation_epoch_end(self) -> None:
-        values = self._eval_epoch_end("val", self.val_acc, self.val_skipped)
-        self.val_top1_best(values["top1"])
-        self.log("val/top1_best", self.val_top1_best.compute(), prog_bar=True)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(self.test_acc, self.test_skipped, batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test", self.test_acc, self.test_skipped)
+        self._eval_epoch_end("val", self.val_acc, self.val_skipped)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict:
         """Class probabilities per video. With several views per video (`frames` (B, V, T, 3,
@@ -163,16 +147,25 @@ class SignLitModule(pl.LightningModule):
             return out
         frames, lengths = batch.get("frames"), batch["length"]
         if frames is None or frames.dim() == 5:  # one view, or cached features
-            probs = self.logits(batch).softmax(dim=-1)  # (B, C)
+            probs = mean_over_views(self.logits(batch), 1)  # (B, C)
         else:
-            b, v = frames.shape[:2]
+            num_views = frames.shape[1]
             # (B, V, T, 3, S, S) -> (B*V, T, 3, S, S): every view of every video is one clip
             logits = self.net(frames.flatten(0, 1), lengths.flatten())
-            probs = logits.softmax(dim=-1).view(b, v, -1).mean(dim=1)  # (B*V, C) -> (B, C)
+            probs = mean_over_views(logits, num_views)  # (B*V, C) -> (B, C)
         return {**out, "label": batch["label"].cpu(), "probs": probs.float().cpu()}
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
+        tuned = (
+            self.net.encoder.tuned_parameters()
+            if hasattr(self.net.encoder, "tuned_parameters")
+            else []
+        )
+        ids = {id(p) for p in tuned}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        if tuned:  # the fine-tuned backbone blocks, at their own learning rate if one is set
+            lr = self.net.encoder.tune_lr
+            params = [{"params": params}, {"params": tuned, **({"lr": lr} if lr else {})}]
         optimizer = self.optimizer(params=params)
         if self.scheduler is None:
             return optimizer

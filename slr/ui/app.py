@@ -7,7 +7,7 @@ import logging
 
 import gradio as gr
 
-from slr.predict import Predictor
+from slr.inference.predictor import Predictor
 from slr.ui.recognize import LiveSession, UploadError, recognize_clip
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slr.data.dataset import load_views
 from slr.data.video import DECODE_ERRORS, DecodeError
-from slr.evaluation.views import load_views
+from slr.inference.predictor import Predictor, frame_range
 from slr.inference.streaming import StreamingRecognizer
-from slr.predict import Predictor, frame_range
 
 
 def _clock(device: torch.device) -> float:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 from tqdm import tqdm
 
-from slr.data.fetch import (
+from slr.acquisition.fetch import (
     ERROR,
     OK,
     PERMANENT,
@@ -30,7 +30,7 @@ from slr.data.fetch import (
     matches_host,
     ytdlp_available,
 )
-from slr.data.manifest import Manifest, status_table, writable_folder, write_missing
+from slr.acquisition.manifest import Manifest, status_table, writable_folder, write_missing
 from slr.data.wlasl import INDEX_FILE, SPLITS, Instance, load_index, read_subset
 
 log = logging.getLogger(__name__)

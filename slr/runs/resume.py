@@ -1,5 +1,6 @@
-"""Resuming a run with `ckpt_path`: checked against the run's own settings before any work, so a
-changed override does not cost an extraction for the wrong settings and then a size mismatch."""
+"""Resuming a run with `ckpt_path`: which file `last` means, checked against the run's own settings
+before any work (so a changed override does not cost an extraction for the wrong settings and then
+a size mismatch), and the earlier parts' records kept."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import os
 import shutil
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger
 
-from slr.provenance import flat
-from slr.status import STATUS_FILE
+from slr.models.checkpoint import check_checkpoint_file
+from slr.runs.provenance import flat
+from slr.runs.status import STATUS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +128,38 @@ def keep_first_overrides(run_dir: Path, resuming: bool) -> None:
     os.replace(current, part)
     shutil.copyfile(first, current)
     log.info("%s keeps the first part's overrides; this part's are in %s", current, part.name)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, trainer: pl.Trainer) -> str | None:
+    """`ckpt_path=last` is this run directory's checkpoints/last.ckpt (resume a run with
+    `hydra.run.dir=RUN_DIR ckpt_path=last`); anything else is a checkpoint file."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        dirs = [c.dirpath for c in trainer.checkpoint_callbacks if c.dirpath]
+        if not dirs:
+            raise ValueError("ckpt_path=last needs the checkpoint callbacks (callbacks=default)")
+        path = Path(dirs[-1]) / "last.ckpt"  # callbacks/default.yaml's last_checkpoint
+        hint = "set hydra.run.dir to the interrupted run's directory, or ckpt_path to a file"
+    else:
+        path = Path(ckpt_path)
+        hint = "check ckpt_path"
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint at {path}; {hint}")
+    check_checkpoint_file(path)  # Lightning's own error for a damaged file names neither
+    log.info("resuming from %s", path)
+    return str(path)
+
+
+def keep_csv_history(loggers: list) -> None:
+    """CSVLogger deletes an existing metrics.csv when it starts; on resume, keep the earlier
+    epochs by moving that file aside (metrics.part1.csv, part2, ...)."""
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            current = Path(logger.log_dir) / "metrics.csv"
+            if current.is_file():
+                n = 1
+                while (part := current.with_name(f"metrics.part{n}.csv")).exists():
+                    n += 1
+                current.rename(part)
+                log.info("earlier epochs' metrics kept in %s", part)

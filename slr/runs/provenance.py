@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from slr.runs import write_json
+from slr.runs.files import write_json
 
 log = logging.getLogger(__name__)
 

@@ -1,48 +1,19 @@
-"""What every run writes next to its results: data availability, gloss list, metrics JSON."""
+"""What every run writes next to its results: which data it had (available videos per split,
+glosses without a video, the missing ids), the gloss list, and a seeded split as CSV."""
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
-import math
 from pathlib import Path
 
-import torch
-from omegaconf import DictConfig, OmegaConf
-
-from slr.data.datamodule import WLASLDataModule
-from slr.data.health import split_summary, summary_lines
-from slr.data.manifest import atomic_write_text
+from slr.data.datamodule import WLASL_TARGET, WLASLDataModule
 from slr.data.readers.base import summarize
+from slr.data.summary import split_summary, summary_lines
 from slr.data.wlasl import SPLITS
+from slr.runs.files import write_json
 
 log = logging.getLogger(__name__)
-
-
-def require(cfg: DictConfig, example: str) -> None:
-    """Stop before any work when a required (`???`) value is unset, saying which and showing a
-    command line that sets it (Hydra's own error names the key but not what to give it)."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ValueError(f"{', '.join(missing)} must be set, e.g. {example}")
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def to_builtin(metrics: dict) -> dict:
-    """Tensors and floats as plain JSON numbers (NaN as null)."""
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, torch.Tensor):
-            value = value.item()
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        out[key] = value
-    return out
 
 
 def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
@@ -72,7 +43,7 @@ def record_data(datamodule: WLASLDataModule, run_dir: Path) -> dict:
     spec = dict(datamodule.dataset_spec)
     target = spec.pop("_target_")
     counts["data"] = {"root": str(datamodule.root), **spec}
-    if type(datamodule) is not WLASLDataModule:  # WLASL's record stays as it was
+    if target != WLASL_TARGET:  # WLASL's record stays as it was
         counts["data"]["datamodule"] = target
     if report["problems"]:  # only other readers report these; their lists go beside the run
         log.warning("left out of the data: %s (listed in data_problems.json)",

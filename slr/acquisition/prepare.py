@@ -13,9 +13,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from slr.data import download as dl
-from slr.data.manifest import Manifest, status_table, writable_folder, write_missing
-from slr.data.trim import Cut, cut_video, pick_encoder, probe
+from slr.acquisition import download as dl
+from slr.acquisition.manifest import Manifest, status_table, writable_folder, write_missing
+from slr.acquisition.trim import Cut, cut_video, pick_encoder, probe
 from slr.data.video import DECODE_ERRORS, DecodeError, open_video
 from slr.data.wlasl import SPLITS, VIDEO_DIR, Instance
 

@@ -16,9 +16,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+
+from slr.data.datamodule import WLASL_TARGET, WLASLDataModule
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +171,12 @@ def _render(gloss: str, size: tuple[int, int], seed: int, rng: np.random.Generat
 def _write_mp4(path: Path, frames: np.ndarray) -> None:
     """Encode RGB frames as H.264 (yuv420p) at _FPS with PyAV."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(
-            "libx264", rate=_FPS, options={"crf": "23", "preset": "veryfast"}
-        )
+        # no-asm: at this size x264's AVX-512 code reads uninitialized memory (its output follows
+        # MALLOC_PERTURB_; not at 256 px wide, nor with its AVX2 code), so two fresh datasets
+        # differed in about a third of their videos (issue 12). Its C code is deterministic and,
+        # for frames this small, about as fast.
+        options = {"crf": "23", "preset": "veryfast", "x264-params": "no-asm=1"}
+        stream = container.add_stream("libx264", rate=_FPS, options=options)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1  # frames are tiny; threads cost more than they save
@@ -182,7 +188,9 @@ def _write_mp4(path: Path, frames: np.ndarray) -> None:
 def _check_replaceable(root: Path) -> None:
     """Raise FileExistsError if root holds an index or videos that we did not write."""
     if not (root / _MARKER).exists() and any((root / n).exists() for n in (INDEX_NAME, "videos")):
-        raise FileExistsError(f"{root} holds a dataset not written by slr.data.demo; not replacing")
+        raise FileExistsError(
+            f"{root} holds a dataset not written by slr.acquisition.demo; not replacing"
+        )
 
 
 def _install(tmp: Path, root: Path) -> None:
@@ -251,7 +259,7 @@ def make_demo_dataset(root: str | Path, num_classes: int = 8, train_per_class: i
                 index[label]["instances"].append(dict(sorted({**inst, **_FIXED_KEYS}.items())))
             for job in pending:
                 job.result()
-        (tmp / _MARKER).write_text(f"written by slr.data.demo with seed={seed}\n")
+        (tmp / _MARKER).write_text(f"written by slr.acquisition.demo with seed={seed}\n")
         (tmp / INDEX_NAME).write_text(json.dumps(index, indent=1))
         _install(tmp, root)
     finally:
@@ -298,3 +306,20 @@ if __name__ == "__main__":
     entries = json.loads((out / INDEX_NAME).read_text())
     counts = Counter(inst["split"] for e in entries for inst in e["instances"])
     print(f"{out}: {len(entries)} glosses, videos per split: {dict(counts)}")
+
+
+class DemoDataModule(WLASLDataModule):
+    """WLASL's datamodule over the synthetic demo dataset, written into `root` on first use
+    (`data=demo`). Checkpoints record it as WLASL data: the files are in that layout."""
+
+    def __init__(self, root: str, make_demo: bool = True, **kwargs: Any) -> None:
+        super().__init__(root, make_demo=make_demo, **kwargs)
+
+    def prepare_data(self) -> None:
+        if self.hparams.make_demo:
+            ensure_demo_dataset(self.root)
+        super().prepare_data()
+
+    @property
+    def dataset_spec(self) -> dict:
+        return {**super().dataset_spec, "_target_": WLASL_TARGET}

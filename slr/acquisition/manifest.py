@@ -11,15 +11,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from slr.data.files import atomic_write_text  # noqa: F401  (used by the acquisition tools)
+
 MISSING_FILE = "missing.txt"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary sibling and a rename: a reader (or a run killed mid-write) sees the
-    old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def writable_folder(folder: Path, command: str) -> None:
