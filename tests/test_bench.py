@@ -161,6 +161,18 @@ def test_missing_peer_extra_fails_clearly_before_starting_anything(monkeypatch, 
     assert not started
 
 
+def test_onnxruntime_option_needs_onnxruntime(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
+    )
+    monkeypatch.setattr(compare, "require_modules", lambda *a: None)
+    monkeypatch.setattr(compare, "Worker", lambda *a, **k: pytest.fail("started"))
+    impls = {"slr": {"framework": "slr", "options": {"runtime": "onnxruntime"}}}
+    with pytest.raises(compare.PeerError, match="needs onnxruntime"):
+        compare.compare(impls, CASES, {}, TARGETS, log_dir=str(tmp_path))
+
+
 def test_workers_time_every_case_round_robin(tmp_path):
     """The whole protocol on two slr workers (no TensorFlow needed): one plays the peer."""
     cases = {

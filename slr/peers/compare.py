@@ -4,6 +4,7 @@ round-robin, one worker computing at a time, and reported as medians and slr/pee
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -268,6 +269,13 @@ def compare(
     require_modules(python, [f for f in frameworks if f != "slr"])
     if "slr" not in implementations:
         raise PeerError("peer.implementations needs an entry named slr")
+    for name, impl in implementations.items():  # slr workers run in this interpreter
+        ort = (impl.get("options") or {}).get("runtime") == "onnxruntime"
+        if impl["framework"] == "slr" and ort and importlib.util.find_spec("onnxruntime") is None:
+            raise PeerError(
+                f"peer.implementations.{name}.options.runtime=onnxruntime needs onnxruntime: "
+                f"{PEER_INSTALL} (or set it to torch)"
+            )
     peers = [name for name in implementations if name != "slr"]
     log_dir_path = Path(log_dir)
     log_dir_path.mkdir(parents=True, exist_ok=True)
