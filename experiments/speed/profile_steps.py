@@ -1,6 +1,6 @@
 """Where a training step's time goes (issue 16): torch.profiler over slr's peer-bench steps.
 
-    python experiments/speed/profile_steps.py {train|infer|cached} B T SIZE ['OPTIONS_JSON']
+python experiments/speed/profile_steps.py {train|infer|cached} B T SIZE ['OPTIONS_JSON']
 """
 
 from __future__ import annotations
