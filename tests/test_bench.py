@@ -4,6 +4,7 @@ processes, and the Keras network against slr's (skipped without TensorFlow). No 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 
 import numpy as np
 import pytest
@@ -57,6 +58,18 @@ def test_medians_ratios_and_targets():
         "best": pytest.approx(41.667, abs=1e-3),
     }
     assert out["targets_met"] == {"train_224": True, "infer_b1": False, "cached_vs_live": True}
+    # every repeat's spread, and slr / fastest peer round by round
+    assert out["spread"]["train_224"]["keras2"] == {
+        "min": 0.9,
+        "median": 1.0,
+        "max": 5.0,
+        "repeats": [1.0, 0.9, 5.0],
+    }
+    rounds = out["ratio_spread"]["train_224"]  # 1/1.0, 3/1.5, 2/5.0
+    assert rounds["repeats"] == [1.0, 2.0, 0.4]
+    assert (rounds["min"], rounds["median"], rounds["max"]) == (0.4, 1.0, 2.0)
+    # cached repeat k over the fastest peer's live train repeat k: 40/1, 50/1.5, 60/5
+    assert out["ratio_spread"]["cached_vs_live"]["repeats"] == [40.0, 33.333, 12.0]
 
 
 def test_table_shows_every_rate_ratio_and_verdict():
@@ -73,6 +86,43 @@ def test_table_shows_every_rate_ratio_and_verdict():
     assert "2.000" in train and "1.000" in train and "4.000" in train
     assert "2.00" in train and "0.50" in train and "MISSED" in train
     assert "features" in text and "slr cached / peer live train" in text
+    assert "repeats: slr 2.000 | keras2 1.000 | keras3 4.000" in text
+    assert "slr/best per round 0.50 (min 0.50, max 0.50)" in text
+
+
+def test_local_table_states_spread_and_cache_speedup_is_no_target():
+    from slr.benchmarks import local
+    from slr.benchmarks.timing import spread
+
+    cfg = OmegaConf.create({"sweep_runs": 4, "sweep_epochs": 30, "sweep_train_clips": 10})
+    keys = [*local.MEASURES, *local.RATIOS, "sweep_hours_uncached", "sweep_hours_cached"]
+    result = {k: 1.0 for k in keys if k != "backbone_fps_slr_bf16"}
+    result["shape"] = {"batch": 4, "frames": 30, "image_size": 224}
+    result["machine"] = "test cpu"
+    result["spread"] = {k: spread([0.5, 1.0, 1.5]) for k in result if k in local.MEASURES}
+    result["spread"]["cache_speedup"] = spread([20.0, 25.0, 40.0])
+    text = local.table(result, cfg)
+    lines = {line.strip().split("  ")[0]: line for line in text.splitlines()}
+    speedup = lines["cache_speedup"]
+    assert "target" not in speedup and "information" in speedup
+    assert "20.0000" in speedup and "40.0000" in speedup  # min and max
+    assert "0.5000" in lines["train steps/s, live backbone"]
+    assert "target >= 1.7" in lines["extract_speedup"]
+
+
+def test_alternate_keeps_every_repeat_in_order():
+    from slr.benchmarks.timing import alternate, spread
+
+    calls = []
+
+    def rate(name, values):
+        it = iter(values)
+        return lambda: calls.append(name) or next(it)
+
+    rates = alternate({"a": rate("a", [9, 1, 2, 3]), "b": rate("b", [9, 5, 4, 6])}, 3)
+    assert rates == {"a": [1, 2, 3], "b": [5, 4, 6]}  # the warm-up call is not kept
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]  # interleaved
+    assert spread(rates["b"]) == {"min": 4, "median": 5, "max": 6, "repeats": [5, 4, 6]}
 
 
 def test_bench_config_composes_with_peer_keras():
@@ -93,9 +143,11 @@ def test_bench_config_composes_with_peer_keras():
     }
     frameworks = {n: i["framework"] for n, i in peer["implementations"].items()}
     assert frameworks == {"slr": "slr", "keras2": "keras2", "keras3": "keras3"}
-    assert set(peer) - {"implementations", "cases", "arch", "targets"} <= set(
-        compare.compare.__code__.co_varnames
-    )
+    # every key of conf/peer/keras.yaml is a parameter of compare() (slr.bench passes them all)
+    params = inspect.signature(compare.compare).parameters
+    assert set(peer) <= set(params) - {"log_dir"}
+    required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
+    assert required <= set(peer)
 
 
 def test_missing_peer_extra_fails_clearly_before_starting_anything(monkeypatch, tmp_path):
@@ -107,6 +159,18 @@ def test_missing_peer_extra_fails_clearly_before_starting_anything(monkeypatch, 
         compare.compare(**peer, log_dir=str(tmp_path))
     assert "surely_not_installed_xyz" in str(err.value)
     assert not started
+
+
+def test_onnxruntime_option_needs_onnxruntime(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real(n, *a)
+    )
+    monkeypatch.setattr(compare, "require_modules", lambda *a: None)
+    monkeypatch.setattr(compare, "Worker", lambda *a, **k: pytest.fail("started"))
+    impls = {"slr": {"framework": "slr", "options": {"runtime": "onnxruntime"}}}
+    with pytest.raises(compare.PeerError, match="needs onnxruntime"):
+        compare.compare(impls, CASES, {}, TARGETS, log_dir=str(tmp_path))
 
 
 def test_workers_time_every_case_round_robin(tmp_path):

@@ -115,9 +115,12 @@ class _Views(Dataset):
 
     def __getitem__(self, row: int) -> Sample | Failed:
         # not warned per view: the store names each failed clip once
+        start = time.perf_counter()
         item = self.clips.get(row // self.views, torch.Generator().manual_seed(row), warn=False)
         if "error" not in item:
             item["row"] = torch.tensor(row)  # where it goes: failed clips leave their rows empty
+            # decode + crop + resize, in whichever process loaded it (extraction's timing)
+            item["decode_seconds"] = torch.tensor(time.perf_counter() - start, dtype=torch.float64)
         return item
 
 
@@ -280,11 +283,18 @@ def _build(
         generator=torch.Generator(),
     )
     start = time.perf_counter()
+    timing = dict.fromkeys(("wait_seconds", "backbone_seconds", "decode_seconds", "frames"), 0.0)
     with tqdm(total=rows, desc=desc, unit="clip", dynamic_ncols=True) as bar:
+        clock = time.perf_counter()
         for batch in loader:
+            timing["wait_seconds"] += time.perf_counter() - clock  # not hidden behind encoding
             failed.update(batch["errors"])
             if batch["video_id"]:
+                clock = time.perf_counter()
                 out = encode(batch["frames"], batch["length"])  # (B, T, D)
+                timing["backbone_seconds"] += time.perf_counter() - clock
+                timing["decode_seconds"] += batch["decode_seconds"].sum().item()
+                timing["frames"] += batch["length"].sum().item()
                 if features is None:
                     shape = (rows, *out.shape[1:])
                     features = np.lib.format.open_memmap(
@@ -294,6 +304,7 @@ def _build(
                 features[index] = out.to(torch.float16).cpu().numpy()
                 lengths[index] = batch["length"].numpy()
             bar.update(len(batch["video_id"]) + len(batch["skipped"]))
+            clock = time.perf_counter()
     if features is None:  # every clip failed: an empty store that says so, as live mode would
         features = np.lib.format.open_memmap(
             tmp / "features.npy", mode="w+", dtype=np.float16, shape=(rows, clips.num_frames, 0)
@@ -306,6 +317,7 @@ def _build(
         "views": views,
         "failed": failed,
         "seconds": round(time.perf_counter() - start, 1),
+        "timing": extraction_timing(timing, (len(clips) - len(failed)) * views, num_workers, start),
     }
     (tmp / "meta.json").write_text(json.dumps(meta))  # last: its presence means complete
     ok = len(clips) - len(failed)
@@ -317,6 +329,34 @@ def _build(
         meta["seconds"],
         len(failed),
     )
+    t = meta["timing"]
+    log.info("%s: %.2f clips/s, %.1f frames/s end to end; backbone alone %.1f frames/s (%.0fs), "
+             "decode %.1f frames/s per process (%.0fs), waited %.0fs on decoding (%d workers)",
+             desc, t["clips_per_s"], t["frames_per_s"], t["backbone_frames_per_s"],
+             t["backbone_seconds"], t["decode_frames_per_s"], t["decode_seconds"],
+             t["wait_seconds"], num_workers)  # fmt: skip
+
+
+def extraction_timing(totals: dict, clips: int, num_workers: int, start: float) -> dict:
+    """Rates of one store build since `start`: end to end, backbone alone (main process), decode
+    alone (summed over the processes that decoded, so per process), and the time the backbone
+    waited for decoded clips."""
+    seconds, frames = time.perf_counter() - start, int(totals["frames"])
+
+    def per(work: float, time_s: float) -> float:
+        return round(work / time_s, 2) if time_s > 0 else 0.0
+
+    return {
+        "num_workers": num_workers,
+        "clips": clips,
+        "frames": frames,
+        "seconds": round(seconds, 2),
+        **{k: round(totals[k], 2) for k in ("wait_seconds", "backbone_seconds", "decode_seconds")},
+        "clips_per_s": per(clips, seconds),
+        "frames_per_s": per(frames, seconds),
+        "backbone_frames_per_s": per(frames, totals["backbone_seconds"]),
+        "decode_frames_per_s": per(frames, totals["decode_seconds"]),
+    }
 
 
 class FeatureDataset(Dataset):

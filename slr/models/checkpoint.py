@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # model.backbone.* settings that change how fast the backbone runs, not what it computes: a
 # command that loads a checkpoint applies them. Every other model.* setting is the checkpoint's.
-RUNTIME_BACKBONE = ("chunk_frames", "cpu_jit", "bf16")
+RUNTIME_BACKBONE = ("chunk_frames", "chunk_pixels", "cpu_jit", "bf16", "runtime")
 
 
 def check_checkpoint_file(path: str | Path, key: str = "ckpt_path") -> Path:

@@ -16,6 +16,11 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 from slr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FEATURE_DIM = 1280
+# pixels per backbone call when chunk_frames is not set: 8 frames at 224 px, 32 at 112 px. A call
+# has a fixed cost (oneDNN dispatch, the trace's bookkeeping) that small frames do not amortize,
+# and large calls spill activations out of cache; measured on a 2-core CPU (experiments/speed)
+CHUNK_PIXELS = 8 * 224 * 224
+RUNTIMES = ("torch", "onnxruntime")
 
 
 class WeightsError(RuntimeError):
@@ -127,8 +132,11 @@ class FrameEncoder(nn.Module):
 
     Args:
         weights, weights_path, init_seed: see `load_backbone`.
-        chunk_frames: frames per backbone call. Small chunks keep activations small enough to be
-            reused by the allocator instead of page-faulting hundreds of MB per call.
+        chunk_frames: frames per backbone call; None (the default) = as many as fit in
+            `chunk_pixels`; 0 = every frame in one call. Small chunks keep activations small
+            enough to be reused by the allocator instead of page-faulting hundreds of MB per call.
+        chunk_pixels: the pixel budget per call when chunk_frames is None (H * W * frames), so
+            small frames go through in larger chunks (a call's fixed cost dominates at 112 px).
         bf16: run the backbone under bfloat16 autocast (fast on GPUs and AMX CPUs); features stay
             float32. See README for its measured effect on features.
         cpu_jit: on the CPU, run the folded backbone as a frozen TorchScript trace optimized for
@@ -144,13 +152,20 @@ class FrameEncoder(nn.Module):
         tail_batchnorm: the tuned blocks' BatchNorm: "eval" (running statistics kept, the
             default) or "train" (batch statistics, updated while fitting).
         tune_lr: the tuned blocks' learning rate; None = the optimizer's.
+        runtime: "torch" (the default) or "onnxruntime": on the CPU, the folded backbone and its
+            pooling exported to ONNX and run by ONNX Runtime (needs the `onnx` extra). Float32
+            like torch, features within 1e-6 relative of torch's (tests: 1e-4/1e-5 tolerance).
+            Its work-sharing thread pool keeps its speed when another process takes a core,
+            where torch's two OpenMP threads collapse (experiments/speed). It is part of
+            `numerics`, so its features get their own store. Off the CPU (a GPU) the torch
+            path runs whatever this says.
     """
 
     def __init__(
         self,
         weights: str | None = "IMAGENET1K_V1",
         weights_path: str | None = None,
-        chunk_frames: int = 4,
+        chunk_frames: int | None = None,
         init_seed: int = 0,
         bf16: bool = False,
         cpu_jit: bool = True,
@@ -158,10 +173,18 @@ class FrameEncoder(nn.Module):
         trainable_blocks: int = 0,
         tail_batchnorm: str = "eval",
         tune_lr: float | None = None,
+        chunk_pixels: int = CHUNK_PIXELS,
+        runtime: str = "torch",
     ) -> None:
         super().__init__()
         if pool_grid < 1:
             raise ValueError(f"model.backbone.pool_grid={pool_grid}: use 1 (global) or more")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"model.backbone.runtime={runtime!r}: use one of {list(RUNTIMES)}")
+        if runtime != "torch" and bf16:
+            raise ValueError(f"model.backbone.runtime={runtime} runs float32: set bf16=false")
+        if chunk_pixels < 1:
+            raise ValueError(f"model.backbone.chunk_pixels={chunk_pixels}: must be positive")
         backbone = load_backbone(weights, weights_path, init_seed)
         if not 0 <= trainable_blocks <= len(backbone):
             raise ValueError(
@@ -178,6 +201,8 @@ class FrameEncoder(nn.Module):
         self.tune_lr = tune_lr
         self.backbone[self.split :].requires_grad_(True)
         self.chunk_frames = chunk_frames
+        self.chunk_pixels = chunk_pixels
+        self.runtime = runtime
         self.bf16 = bf16
         self.cpu_jit = cpu_jit
         self.pool_grid = pool_grid
@@ -217,6 +242,8 @@ class FrameEncoder(nn.Module):
         cpu_jit or bf16 says otherwise) its frozen, inference-optimized trace. The trace is
         shape-generic (convolutions only), so one serves every chunk and image size."""
         folded = self.folded()
+        if self.runtime == "onnxruntime" and device.type == "cpu":
+            return self._ort(folded)
         fast_cpu = self.cpu_jit and not self.bf16 and torch.backends.mkldnn.is_available()
         if device.type != "cpu" or not fast_cpu:
             return folded
@@ -229,6 +256,21 @@ class FrameEncoder(nn.Module):
                 cached = (folded, torch.jit.optimize_for_inference(torch.jit.freeze(traced)))
             self.__dict__["_jit"] = cached
         return cached[1]
+
+    def _ort(self, folded: nn.Module):
+        """The ONNX Runtime session of the folded backbone + pooling, built once per folded copy
+        (so new weights export again)."""
+        cached = self.__dict__.get("_ort_session")
+        if cached is None or cached[0] is not folded:
+            from slr.models.ort_backbone import OrtBackbone
+
+            cached = (folded, OrtBackbone(folded, self.pool_grid))
+            self.__dict__["_ort_session"] = cached
+        return cached[1]
+
+    def chunk(self, height: int, width: int, frames: int) -> int:
+        """Frames per backbone call for `frames` frames of this size (at least 1)."""
+        return chunk_size(self.chunk_frames, self.chunk_pixels, height, width, frames)
 
     def pool(self, maps: torch.Tensor) -> torch.Tensor:
         """(n, 1280, h, w) feature maps -> (n, out_dim) frame features."""
@@ -278,12 +320,17 @@ class FrameEncoder(nn.Module):
     @property
     def numerics(self) -> str:
         """What, besides the weights, changes the features: part of a feature store's key."""
-        spec = f"bf16={self.bf16}"
-        return spec if self.pool_grid == 1 else f"{spec};pool_grid={self.pool_grid}"
+        spec = f"bf16={self.bf16}"  # the default's string, unchanged since stores were keyed
+        if self.pool_grid != 1:
+            spec += f";pool_grid={self.pool_grid}"
+        if self.runtime != "torch":
+            spec += f";runtime={self.runtime}"
+        return spec
 
     def __getstate__(self) -> dict:
         # copies and pickles (deepcopy, DDP spawn) rebuild the fast paths on first use
-        return {k: v for k, v in self.__dict__.items() if k not in ("_folded", "_jit", "_prefix")}
+        hidden = ("_folded", "_jit", "_prefix", "_ort_session")  # ORT sessions do not pickle
+        return {k: v for k, v in self.__dict__.items() if k not in hidden}
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Features of the real frames; padded frames (t >= length) get zeros and cost nothing."""
@@ -300,16 +347,28 @@ class FrameEncoder(nn.Module):
             else:
                 mask = torch.arange(t, device=frames.device) < lengths.to(frames.device)[:, None]
                 real = mask.flatten().nonzero().squeeze(1)  # (B, T) -> indices into B*T
-            step = self.chunk_frames if self.chunk_frames > 0 else len(real)
+            step = self.chunk(*frames.shape[-2:], len(real))
+            pooled = getattr(backbone, "pools", False)  # ONNX Runtime's graph pools itself
+            layout = torch.contiguous_format if pooled else torch.channels_last
             autocast = torch.autocast(frames.device.type, torch.bfloat16, enabled=self.bf16)
             for i in range(0, len(real), step):
                 rows = real[i : i + step]
-                x = flat[rows].float().contiguous(memory_format=torch.channels_last)  # (n,3,H,W)
+                x = flat[rows].float().contiguous(memory_format=layout)  # (n, 3, H, W)
                 x = x.sub_(self.mean).div_(self.std)
                 with autocast:
-                    y = self.pool(backbone(x))
+                    y = backbone(x) if pooled else self.pool(backbone(x))  # (n, out_dim)
                 out[rows] = y.float()
         return out.view(b, t, self.out_dim)  # (B*T, 1280) -> (B, T, 1280)
+
+
+def chunk_size(
+    chunk_frames: int | None, chunk_pixels: int, height: int, width: int, frames: int
+) -> int:
+    """Frames per backbone call: `chunk_frames` when set (0 = all `frames` at once), else as many
+    frames of height x width as fit in `chunk_pixels`; at least 1."""
+    if chunk_frames is not None:
+        return chunk_frames if chunk_frames > 0 else max(frames, 1)
+    return max(1, chunk_pixels // (height * width))
 
 
 def _real_rows(b: int, t: int, lengths: torch.Tensor | None, device) -> torch.Tensor:
@@ -337,7 +396,7 @@ class PrefixEncoder(nn.Module):
     def __init__(self, encoder: FrameEncoder) -> None:
         super().__init__()
         self.prefix = fold_batchnorm(encoder.backbone[: encoder.split]).requires_grad_(False)
-        self.chunk_frames = encoder.chunk_frames
+        self.chunk_frames, self.chunk_pixels = encoder.chunk_frames, encoder.chunk_pixels
         self.bf16 = encoder.bf16
         self.numerics = f"bf16={encoder.bf16};prefix={encoder.split}"
         self.register_buffer("mean", encoder.mean, persistent=False)
@@ -348,7 +407,7 @@ class PrefixEncoder(nn.Module):
         b, t = frames.shape[:2]
         flat = frames.flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, 3, H, W)
         real = _real_rows(b, t, lengths, frames.device)
-        step = self.chunk_frames if self.chunk_frames > 0 else max(len(real), 1)
+        step = chunk_size(self.chunk_frames, self.chunk_pixels, *frames.shape[-2:], len(real))
         autocast = torch.autocast(frames.device.type, torch.bfloat16, enabled=self.bf16)
         out = None
         for i in range(0, len(real), step):

@@ -4,6 +4,7 @@ round-robin, one worker computing at a time, and reported as medians and slr/pee
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from slr.benchmarks.timing import spread
 from slr.peers.worker import PEER_INSTALL
 
 log = logging.getLogger(__name__)
@@ -147,13 +149,31 @@ def targets_met(
     return met
 
 
+def round_ratios(
+    rates: Mapping[str, Mapping[str, list[float]]], peers: list[str], live_train: str = LIVE_TRAIN
+) -> dict[str, list[float]]:
+    """slr / fastest peer within each round of the timing (repeat k of every implementation ran
+    back to back), per case, and for "cached_vs_live" slr's cached repeat k over the fastest
+    peer's live train repeat k: how much the ratio itself moved within one run."""
+
+    def per_round(ours: list[float], theirs: Mapping[str, list[float]]) -> list[float]:
+        return [a / max(theirs[p][k] for p in peers) for k, a in enumerate(ours)]
+
+    out = {case: per_round(r["slr"], r) for case, r in rates.items()}
+    if "cached" in rates and live_train in rates:
+        out["cached_vs_live"] = per_round(rates["cached"]["slr"], rates[live_train])
+    return out
+
+
 def summarize(
     rates: Mapping[str, Mapping[str, list[float]]],
     cases: Mapping[str, Mapping[str, Any]],
     peers: list[str],
     targets: Mapping[str, float],
 ) -> dict:
-    """Medians, ratios and targets from the raw per-repeat rates."""
+    """Medians, ratios and targets from the raw per-repeat rates, and their spread: `spread`
+    (each case's and implementation's min / median / max rate) and `ratio_spread` (slr / fastest
+    peer per round of repeats, min / median / max)."""
     medians = median_rates(rates)
     ratio = ratios(medians, peers)
     kinds = {c: cases[c]["kind"] for c in medians}
@@ -163,6 +183,8 @@ def summarize(
             for c in medians
         },
         "ratios": {c: {k: round(v, 3) for k, v in r.items()} for c, r in ratio.items()},
+        "spread": {c: {i: spread(r) for i, r in per.items()} for c, per in rates.items()},
+        "ratio_spread": {c: spread(r, 3) for c, r in round_ratios(rates, peers).items()},
         "targets": dict(targets),
         "targets_met": targets_met(ratio, kinds, targets["live"], targets["cached_vs_live"]),
     }
@@ -174,27 +196,47 @@ def describe(case: Mapping[str, Any]) -> str:
 
 
 def table(result: dict, cases: Mapping[str, Mapping[str, Any]]) -> str:
-    """The medians with the slr/peer ratios, one row per case."""
+    """One row per case: each implementation's median rate and the slr/peer ratios, then every
+    repeat of every rate and slr / fastest peer round by round, with its min and max."""
     impls = [i for i in result["implementations"] if i != "slr"]
-    head = f"{'case':32} {'unit':8} {'slr':>9}" + "".join(f" {i:>9}" for i in impls)
+    names = ["slr", *impls]
+    spreads, ratio_spread = result.get("spread", {}), result.get("ratio_spread", {})
+    head = f"{'case':32} {'unit':8}" + "".join(f" {i:>9}" for i in names)
     head += "".join(f" {'slr/' + i:>12}" for i in impls) + f" {'slr/best':>9}  target"
-    lines = [f"slr vs {', '.join(impls)} on {result['machine']}", head]
+    lines = [f"slr vs {', '.join(impls)} on {result['machine']}"]
+    if result.get("options", {}).get("slr"):
+        lines.append(f"slr options: {result['options']['slr']}")
+    lines.append(head)
     for c, row in result["cases"].items():
         r = result["ratios"][c]
-        line = f"{describe(cases[c]):32} {row['unit']:8} {row['slr']:9.3f}"
-        line += "".join(f" {row[i]:9.3f}" for i in impls)
+        line = f"{describe(cases[c]):32} {row['unit']:8}"
+        line += "".join(f" {row[i]:9.3f}" for i in names)
         line += "".join(f" {r[i]:12.2f}" for i in impls) + f" {r['best']:9.2f}"
         if c in result["targets_met"]:
             mark = "met" if result["targets_met"][c] else "MISSED"
             line += f"  >= {result['targets']['live']} {mark}"
         lines.append(line)
+        if c in spreads:  # every repeat, in the order timed; then slr / fastest peer per round
+            parts = [f"{i} {' '.join(f'{x:.3f}' for x in spreads[c][i]['repeats'])}" for i in names]
+            line = "    repeats: " + " | ".join(parts)
+            if c in ratio_spread:
+                line += f" | slr/best per round {rounds(ratio_spread[c])}"
+            lines.append(line)
     if "cached_vs_live" in result["ratios"]:
         r = result["ratios"]["cached_vs_live"]
-        line = f"{'slr cached / peer live train':32} {'':8} {'':9}" + " " * 10 * len(impls)
+        line = f"{'slr cached / peer live train':32} {'':8}" + " " * 10 * len(names)
         line += "".join(f" {r[i]:12.2f}" for i in impls) + f" {r['best']:9.2f}"
         mark = "met" if result["targets_met"]["cached_vs_live"] else "MISSED"
         lines.append(line + f"  >= {result['targets']['cached_vs_live']} {mark}")
+        if "cached_vs_live" in ratio_spread:
+            lines.append(f"    per round: {rounds(ratio_spread['cached_vs_live'])}")
     return "\n".join(lines)
+
+
+def rounds(s: Mapping[str, Any]) -> str:
+    """ "2.10 1.98 2.41 (min 1.98, max 2.41)": a ratio's value per round and its range."""
+    each = " ".join(f"{x:.2f}" for x in s["repeats"])
+    return f"{each} (min {s['min']:.2f}, max {s['max']:.2f})"
 
 
 def compare(
@@ -227,6 +269,13 @@ def compare(
     require_modules(python, [f for f in frameworks if f != "slr"])
     if "slr" not in implementations:
         raise PeerError("peer.implementations needs an entry named slr")
+    for name, impl in implementations.items():  # slr workers run in this interpreter
+        ort = (impl.get("options") or {}).get("runtime") == "onnxruntime"
+        if impl["framework"] == "slr" and ort and importlib.util.find_spec("onnxruntime") is None:
+            raise PeerError(
+                f"peer.implementations.{name}.options.runtime=onnxruntime needs onnxruntime: "
+                f"{PEER_INSTALL} (or set it to torch)"
+            )
     peers = [name for name in implementations if name != "slr"]
     log_dir_path = Path(log_dir)
     log_dir_path.mkdir(parents=True, exist_ok=True)
@@ -279,6 +328,9 @@ def compare(
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {threads} threads",
         "implementations": versions,
+        "options": {
+            name: dict(impl.get("options") or {}) for name, impl in implementations.items()
+        },
         "repeats": repeats,
         "rates": {
             c: {n: [round(x, 4) for x in r] for n, r in per.items()} for c, per in rates.items()

@@ -74,8 +74,12 @@ class SlrBackend:
         net = SignClassifier(
             backbone=FrameEncoder(weights=None, **options), **arch
         )  # random init: speed does not depend on the weights
+        # as conf/optimizer/adamw.yaml builds it for training: the fused (one kernel) AdamW
         optimizer = torch.optim.AdamW(
-            [p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
+            [p for p in net.parameters() if p.requires_grad],
+            lr=lr,
+            weight_decay=weight_decay,
+            fused=True,
         )
         labels = torch.randint(arch["num_classes"], (batch,))
         lengths = torch.full((batch,), frames)
