@@ -93,3 +93,16 @@ def test_the_first_overrides_file_is_kept(tiny_root, tmp_path):
     assert (run_dir / ".hydra" / "overrides.yaml").read_text() == original
     part = yaml.safe_load((run_dir / ".hydra" / "overrides.resume1.yaml").read_text())
     assert "ckpt_path=last" in part and "model.lstm_hidden=32" in part
+
+
+def test_backbone_speed_settings_are_not_changes(tmp_path):
+    from slr.runs.provenance import flat
+    from slr.runs.resume import changed_settings
+    from tests.helpers import compose_cfg
+
+    cfg = compose_cfg("train", ["data.root=/x", "model.backbone.chunk_frames=4"], tmp_path)
+    before = flat({**OmegaConf.to_container(cfg, resolve=True)})
+    before["model.backbone.chunk_frames"] = None  # a run started before chunks by pixel budget
+    before["model.backbone.cpu_jit"] = False
+    before["model.lstm_hidden"] = 128
+    assert changed_settings(cfg, before) == {"model.lstm_hidden": (128, 512)}

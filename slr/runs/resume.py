@@ -22,8 +22,12 @@ from slr.runs.status import STATUS_FILE
 log = logging.getLogger(__name__)
 
 ALLOW_KEY = "allow_changed_config"
-# what differs between a run's parts by design
-IGNORED = ("ckpt_path", ALLOW_KEY, "paths.")
+# what differs between a run's parts by design, and the backbone's speed settings (how it is
+# chunked and traced changes how fast the same features come, not which)
+IGNORED = (
+    "ckpt_path", ALLOW_KEY, "paths.", "model.backbone.chunk_frames",
+    "model.backbone.chunk_pixels", "model.backbone.cpu_jit",
+)  # fmt: skip
 
 
 def saved_settings(run_dir: Path, ckpt_path: str | None) -> tuple[dict, str]:
