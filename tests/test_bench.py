@@ -173,6 +173,7 @@ def test_onnxruntime_option_needs_onnxruntime(monkeypatch, tmp_path):
         compare.compare(impls, CASES, {}, TARGETS, log_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_workers_time_every_case_round_robin(tmp_path):
     """The whole protocol on two slr workers (no TensorFlow needed): one plays the peer."""
     cases = {
@@ -203,6 +204,7 @@ def test_workers_time_every_case_round_robin(tmp_path):
     assert set(result["targets_met"]) == {"train_224", "infer_b1", "cached_vs_live"}
 
 
+@pytest.mark.slow
 def test_failing_worker_reports_its_error(tmp_path):
     cases = {"t": {"kind": "train", "batch": 1, "frames": 1, "image_size": 32}}
     impls = {

@@ -3,6 +3,7 @@ inference mode, without changing what is saved, loaded or trained."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -35,6 +36,7 @@ def test_folding_leaves_state_dict_and_parameters_alone():
     assert not any(p.requires_grad for p in encoder.parameters())
 
 
+@pytest.mark.slow
 def test_folded_copy_follows_new_weights():
     encoder, other = FrameEncoder(weights=None), FrameEncoder(weights=None, init_seed=1)
     frames = torch.randint(0, 256, (1, 2, 3, 32, 32), dtype=torch.uint8)
@@ -75,6 +77,7 @@ def test_encoder_built_under_inference_mode():
         torch.testing.assert_close(encoder(frames), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cpu_trace_matches_the_eager_backbone_and_survives_copies():
     """cpu_jit runs a frozen TorchScript trace; it must give the eager features at every chunk
     and image size, and copies (deepcopy, pickle) must rebuild it rather than carry it along."""

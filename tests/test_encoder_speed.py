@@ -25,6 +25,7 @@ def test_chunk_frames_follow_the_pixel_budget_unless_set():
         FrameEncoder(weights=None, chunk_pixels=0)
 
 
+@pytest.mark.slow
 def test_chunking_does_not_change_features_or_the_store_key():
     frames = torch.randint(0, 256, (2, 5, 3, 32, 32), dtype=torch.uint8)
     lengths = torch.tensor([5, 2])
@@ -44,6 +45,7 @@ def test_runtime_is_checked():
         FrameEncoder(weights=None, runtime="onnxruntime", bf16=True)
 
 
+@pytest.mark.slow
 def test_onnxruntime_backbone_matches_torch_and_keys_its_own_store():
     pytest.importorskip("onnxruntime")
     torch_enc = FrameEncoder(weights=None, chunk_frames=3)
@@ -63,6 +65,7 @@ def test_onnxruntime_backbone_matches_torch_and_keys_its_own_store():
     )
 
 
+@pytest.mark.slow
 def test_onnxruntime_session_follows_new_weights():
     pytest.importorskip("onnxruntime")
     encoder = FrameEncoder(weights=None, runtime="onnxruntime")

@@ -40,6 +40,7 @@ def assert_matches_pytorch(ckpt, path, fmt):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_wrapper_equals_the_network(ckpt):
     net = load_checkpoint(ckpt).net
     x = clips(2, 5)
@@ -65,6 +66,7 @@ def test_onnx_matches_pytorch(ckpt, tmp_path):
     assert meta["input"]["dtype"] == "uint8"
 
 
+@pytest.mark.slow
 def test_torchscript_matches_pytorch(ckpt, tmp_path):
     path = export(ckpt, "torchscript")  # default: beside the checkpoint
     assert path == ckpt.with_suffix(".torchscript.pt") and path.is_file()

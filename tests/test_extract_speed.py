@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from slr.extract import extract, timing_table
 
 TIMING_KEYS = {
@@ -23,6 +25,7 @@ TIMING_KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_extract_records_decode_and_backbone_time(train_cfg, tmp_path):
     train_cfg.data.cache_dir = str(tmp_path / "cache")  # fresh stores: every one is built
     train_cfg.data.cache_views = 1

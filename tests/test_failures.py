@@ -75,6 +75,7 @@ def test_a_root_of_html_pages_fails_the_run(train_cfg, tiny_root, tmp_path, feat
     assert not (Path(train_cfg.paths.output_dir) / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_more_than_the_allowed_share_failing_fails_the_run(train_cfg, tiny_root, tmp_path):
     root = broken_copy(tiny_root, tmp_path / "some", split="val", count=2)  # 2 of 6
     point_at(train_cfg, root, features="live")
@@ -83,6 +84,7 @@ def test_more_than_the_allowed_share_failing_fails_the_run(train_cfg, tiny_root,
     assert read_status(train_cfg)["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_failed_train_clips_are_counted_in_metrics(train_cfg, tiny_root, tmp_path):
     root = broken_copy(tiny_root, tmp_path / "two", split="train", count=2)  # 2 of 12
     point_at(train_cfg, root, max_failed_fraction=0.5)

@@ -37,6 +37,7 @@ def encoder():
     return FrameEncoder(weights=None, chunk_frames=4)
 
 
+@pytest.mark.slow
 def test_cached_logits_equal_live_logits(clips, encoder, tmp_path):
     store = build_store(clips, encoder, module_digest(encoder), tmp_path / "cache")
     cached = FeatureDataset(store, clips, train=False)
@@ -51,6 +52,7 @@ def test_cached_logits_equal_live_logits(clips, encoder, tmp_path):
         torch.testing.assert_close(cached_logits, live_logits, rtol=1e-2, atol=5e-3)
 
 
+@pytest.mark.slow
 def test_store_is_reused_and_keyed_by_what_changes_features(clips, encoder, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     digest = module_digest(encoder)
@@ -147,6 +149,7 @@ def test_a_crashed_build_leaves_nothing_behind(clips, tmp_path):
     assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]
 
 
+@pytest.mark.slow
 def test_train_with_cached_features(train_cfg, tmp_path):
     """A second run reads the stores the first built, and gets the same numbers: building a
     store must not change the run's random stream."""
@@ -165,6 +168,7 @@ def test_train_with_cached_features(train_cfg, tmp_path):
     assert sorted(m["views"] for m in meta) == [1, 1, 2]
 
 
+@pytest.mark.slow
 def test_extract_fills_the_stores_train_reads(train_cfg, tmp_path, monkeypatch):
     train_cfg.data.cache_dir = str(tmp_path / "cache")
     train_cfg.data.cache_views = 2

@@ -44,6 +44,7 @@ def test_tuned_batchnorm_mode(batchnorm):
     assert not encoder.eval().backbone[-1][1].training
 
 
+@pytest.mark.slow
 def test_prefix_cached_and_live_logits_agree_within_fp16():
     model = net(2).eval()
     with torch.inference_mode():
@@ -94,6 +95,7 @@ def test_the_tuned_blocks_get_their_own_learning_rate():
     }
 
 
+@pytest.mark.slow
 def test_a_tuned_run_saves_its_blocks_and_test_and_export_use_them(tiny_root, tmp_path):
     overrides = ["experiment=demo", f"data.root={tiny_root}", *TINY, "trainer.max_epochs=2"]
     overrides += ["model.backbone.trainable_blocks=1", "model.backbone.tune_lr=0.01"]

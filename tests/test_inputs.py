@@ -72,6 +72,7 @@ def test_truncated_clip_fails_in_the_dataset(cut_video):
     assert "frames" in used[0]
 
 
+@pytest.mark.slow
 def test_predict_warns_on_a_truncated_file(cut_video, tmp_path, caplog):
     ckpt = save_random_checkpoint(tmp_path / "r.ckpt", ["a", "b"])
     with caplog.at_level(logging.WARNING):

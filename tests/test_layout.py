@@ -31,18 +31,21 @@ def loaded_modules(code: str) -> set[str]:
     return set(done.stdout.split())
 
 
+@pytest.mark.slow
 def test_training_pipeline_imports_no_acquisition_code():
     loaded = loaded_modules("import slr.train")  # the datamodule, the model, the run records
     assert "slr.data.datamodule" in loaded
     assert not {m for m in loaded if m.startswith("slr.acquisition")}
 
 
+@pytest.mark.slow
 def test_inference_loads_no_datamodule():
     loaded = loaded_modules("import slr.predict, slr.export")
     assert "slr.inference.predictor" in loaded
     assert not {"slr.data.datamodule", "slr.data.features"} & loaded
 
 
+@pytest.mark.slow
 def test_importing_slr_changes_no_global_state_but_the_openmp_policy():
     code = """
 import os, warnings
@@ -118,6 +121,7 @@ def write_old_checkpoint(path, glosses, seed=0):
     return net
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_the_earlier_layout_loads_and_evaluates_the_same(tiny_root, tmp_path):
     index = read_subset(tiny_root / "WLASL_v0.3.json", None)
     ckpt = tmp_path / "old.ckpt"

@@ -70,6 +70,7 @@ def test_feature_noise_only_in_training():
     assert not torch.allclose(a, net.classify(features, lengths))
 
 
+@pytest.mark.slow
 def test_grid_pooling_keeps_where_in_the_frame():
     grid, flat = FrameEncoder(weights=None, pool_grid=2), FrameEncoder(weights=None)
     assert grid.out_dim == 4 * 1280

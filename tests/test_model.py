@@ -19,6 +19,7 @@ def make_net(num_classes: int = 7, **kwargs) -> SignClassifier:
     return SignClassifier(num_classes, FrameEncoder(weights=None, chunk_frames=4), 16, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("b", "t"), [(1, 1), (2, 5), (3, 8)])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_output_shape(b, t, bidirectional):
@@ -29,6 +30,7 @@ def test_output_shape(b, t, bidirectional):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.slow
 def test_padding_does_not_change_output():
     net = make_net(bidirectional=True).eval()
     frames, lengths = torch.randn(3, 6, 3, 32, 32), torch.tensor([6, 2, 4])
@@ -41,6 +43,7 @@ def test_padding_does_not_change_output():
     assert not torch.allclose(net(noisy, lengths)[1], net(frames, lengths)[1])
 
 
+@pytest.mark.slow
 def test_chunked_equals_unchunked():
     encoder = FrameEncoder(weights=None, chunk_frames=0)
     frames, lengths = torch.randn(2, 5, 3, 32, 32), torch.tensor([5, 3])
@@ -52,6 +55,7 @@ def test_chunked_equals_unchunked():
     assert (whole[1, 3:] == 0).all()
 
 
+@pytest.mark.slow
 def test_encoder_is_frozen_through_training_steps():
     net = make_net()
     module = SignLitModule(net, glosses=[f"g{i}" for i in range(7)], optimizer=torch.optim.SGD)
@@ -72,6 +76,7 @@ def test_encoder_is_frozen_through_training_steps():
         torch.testing.assert_close(value, encoder_state[key], rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.slow
 def test_unknown_weights_name():
     with pytest.raises(WeightsError, match="IMAGENET1K_V1"):
         load_backbone("IMAGENET_V9")
@@ -142,6 +147,7 @@ def test_topk_accuracy_per_instance_and_per_class():
     assert torch.isnan(metric.per_class(1)[2])
 
 
+@pytest.mark.slow
 def test_training_batch_of_a_single_frame():
     net = make_net().train()
     logits = net(torch.randn(1, 3, 3, 32, 32), torch.tensor([1]))

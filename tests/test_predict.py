@@ -97,6 +97,7 @@ def test_predictor_matches_the_evaluation_pipeline(ckpt, shared_wlasl):
         assert p == pytest.approx(expected[gloss], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_named_file_that_is_no_video_is_one_error(ckpt, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("hello")
@@ -142,6 +143,7 @@ def test_configs_need_a_checkpoint(name):
         ("anim.gif", "gif", "rgb8", (40, 30), 10),
     ],
 )
+@pytest.mark.slow
 def test_any_size_rate_and_codec(ckpt, tmp_path, name, codec, pix_fmt, size, fps):
 
     path, (width, height) = tmp_path / name, size

@@ -95,6 +95,7 @@ def test_checkpoint_outside_a_run_skips_only_the_curves(tiny_root, trained, tmp_
     assert "no per-epoch training log" in metrics["report"]["plots_skipped"]["training_curves.png"]
 
 
+@pytest.mark.slow
 def test_multiview_evaluation(tiny_root, trained, tmp_path):
     metrics = run_test(tiny_root, trained, tmp_path, "test.num_views=3")
     assert metrics["test/num_views"] == 3
@@ -127,6 +128,7 @@ def test_multiview_dataset_decodes_v_windows(tiny_root):
         ClipDataset(insts, videos, 4, ClipTransform(32, train=True), num_views=2)
 
 
+@pytest.mark.slow
 def test_predict_step_averages_view_softmax():
     torch.manual_seed(0)
     net = SignClassifier(5, FrameEncoder(weights=None), lstm_hidden=8).eval()
@@ -157,6 +159,7 @@ def test_report_counts_glosses_without_videos():
     assert rows["b"]["top1"] == "" and rows["b"]["videos"] == 0
 
 
+@pytest.mark.slow
 def test_val_split_evaluation_equals_training_val(tiny_root, trained, tmp_path):
     # test.split=val: the best checkpoint's val numbers, as training logged them
     metrics = run_test(tiny_root, trained, tmp_path, "test.split=val")

@@ -47,6 +47,7 @@ def test_a_killed_run_is_dead_not_running(tmp_path):
     assert read_run(tmp_path / "elsewhere").status == "running (epoch 3)"
 
 
+@pytest.mark.slow
 def test_extract_counts_failed_clips_apart(train_cfg, tiny_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(tiny_root, root, ignore=shutil.ignore_patterns("features"))

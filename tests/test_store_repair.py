@@ -49,6 +49,7 @@ def fail_for(monkeypatch, ids):
     monkeypatch.setattr(ClipDataset, "load", load)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("views", [1, 2])
 def test_a_passing_failure_is_retried_when_the_store_is_opened(clips, encoder, tmp_path,
                                                                monkeypatch, views):  # fmt: skip

@@ -18,6 +18,7 @@ from tests.helpers import TINY, compose_cfg
 METRIC_KEYS = ("test/top1", "test/top5", "test/top1_class", "test/top5_class")
 
 
+@pytest.mark.slow
 def test_train_then_test_round_trip(train_cfg, tiny_root, tmp_path):
     metrics = train(train_cfg)
     run_dir = tmp_path / "train"
@@ -92,6 +93,7 @@ def test_git_state_outside_a_repository(tmp_path):
     assert str(tmp_path) in state["note"]
 
 
+@pytest.mark.slow
 def test_debug_overfit_memorizes_the_training_batches(tiny_root, tmp_path):
     """debug=overfit: the same few batches, no regularization; the tiny data's 12 training clips
     are learned by heart (train top-1 from the last epoch; 100% from the third on)."""
@@ -104,6 +106,7 @@ def test_debug_overfit_memorizes_the_training_batches(tiny_root, tmp_path):
     assert metrics["train/top1"] >= 0.99
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(train_cfg, tmp_path):
     """seed + trainer.deterministic: a run repeated gives the same losses and accuracies."""
     runs = []
