@@ -69,7 +69,10 @@ def test_store_is_reused_and_keyed_by_what_changes_features(clips, encoder, tmp_
     paths.add(build_store(clips, encoder, digest, cache).path)
     clips.num_frames = 6
     video = clips.path(clips.instances[0])
-    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))  # the file
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))
+    assert build_store(clips, encoder, digest, cache).path in paths  # a copy: same content
+    with open(video, "ab") as f:
+        f.write(b"\0" * 16)  # the file's content (trailing bytes the demuxer ignores)
     paths.add(build_store(clips, encoder, digest, cache).path)
     other = FrameEncoder(weights=None, init_seed=1)  # the weights
     paths.add(build_store(clips, other, module_digest(other), cache).path)

@@ -23,6 +23,7 @@ HEADS = [
     {"pooling": "mean"},
     {"pooling": "attention", "bidirectional": True},
     {"rnn": "gru", "pooling": "attention", "input_proj": 8, "proj_dropout": 0.5},
+    {"pooling": "attention", "center_clip": True},
 ]
 
 
@@ -68,6 +69,17 @@ def test_feature_noise_only_in_training():
     a = net.classify(features, lengths)
     torch.manual_seed(2)
     assert not torch.allclose(a, net.classify(features, lengths))
+
+
+def test_center_clip_drops_what_every_frame_of_a_clip_shares():
+    net = head(pooling="attention", center_clip=True).eval()
+    features, lengths = torch.randn(2, 5, 1280), torch.tensor([5, 3])
+    shifted = features.clone()
+    shifted[0] += torch.randn(1280)  # another signer or background, the same motion
+    shifted[1, :3] += torch.randn(1280)
+    torch.testing.assert_close(net.classify(shifted, lengths), net.classify(features, lengths))
+    plain = head(pooling="attention").eval()
+    assert not torch.allclose(plain.classify(shifted, lengths), plain.classify(features, lengths))
 
 
 @pytest.mark.slow
@@ -155,6 +167,7 @@ def test_export_of_new_heads_matches_pytorch(tmp_path, fmt):
         rnn="gru",
         pooling="attention",
         input_proj=8,
+        center_clip=True,
     )
     net = load_checkpoint(ckpt).net
     assert net.encoder.pool_grid == 2

@@ -44,14 +44,28 @@ def module_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def file_fingerprint(path: Path, block: int = 1 << 16) -> str:
+    """A video file's identity by content: its size and a hash of its first and last `block`
+    bytes (a container's index sits at one end, so re-encoding or cutting a file changes it).
+    Not its mtime: a dataset copied to a new disk or to a node's scratch keeps its stores."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as f:
+        h.update(f.read(block))
+        if size > block:
+            f.seek(max(block, size - block))
+            h.update(f.read(block))
+    return h.hexdigest()
+
+
 def store_key(dataset: ClipDataset, views: int, encoder_digest: str) -> str:
     """Everything that changes a store's contents: backbone, preprocessing, sampling, views,
-    each instance's label, bbox and frame range, and each video file's identity (size, mtime)."""
+    each instance's label, bbox and frame range, and each video file's content
+    (`file_fingerprint`)."""
     files = []
     for inst in dataset.instances:
-        stat = dataset.path(inst).stat()
         instance = (inst.video_id, inst.label, inst.bbox, inst.time_range())
-        files.append((*instance, stat.st_size, stat.st_mtime_ns))
+        files.append((*instance, file_fingerprint(dataset.path(inst))))
     spec = {
         "version": FORMAT_VERSION,
         "encoder": encoder_digest,

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from slr.models import recurrence
 from slr.models.encoder import FrameEncoder
 
 RNNS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -36,6 +37,9 @@ class SignClassifier(nn.Module):
             features to this width before the RNN: with ~7 clips per gloss, fewer weights.
         feature_noise: training only: Gaussian noise of this std on the standardized frame
             features (after `feature_norm`), an augmentation that needs no re-extraction.
+        center_clip: subtract each clip's mean frame feature (over its real frames) from its
+            frames before `feature_norm`: what stays the same through a clip (signer, clothes,
+            background) leaves, what moves (hands, arms) stays.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class SignClassifier(nn.Module):
         input_proj: int = 0,
         proj_dropout: float = 0.0,
         feature_noise: float = 0.0,
+        center_clip: bool = False,
     ) -> None:
         super().__init__()
         if rnn not in RNNS:
@@ -63,6 +68,7 @@ class SignClassifier(nn.Module):
         self.feature_norm = nn.BatchNorm1d(backbone.out_dim) if feature_norm else nn.Identity()
         self.feature_dropout = nn.Dropout(feature_dropout)
         self.feature_noise = feature_noise
+        self.center_clip = center_clip
         self.input_proj = (
             nn.Sequential(
                 nn.Linear(backbone.out_dim, input_proj), nn.ReLU(), nn.Dropout(proj_dropout)
@@ -96,26 +102,47 @@ class SignClassifier(nn.Module):
         return stored
 
     def classify(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, D) frame features -> (B, num_classes) logits. With `lengths` the sequence is
-        packed, so padding never enters the norm's statistics or the RNN; without, every frame is
-        real (the path export traces: no packing, every shape dynamic)."""
+        """(B, T, D) frame features -> (B, num_classes) logits. `lengths` (B,) marks the real
+        frames: padding never enters the norm's statistics, the RNN's reading of a clip or the
+        pooling. Without it every frame is real (the path export traces, every shape dynamic).
+
+        A one-way RNN runs over the padded batch: its output at a real frame does not depend on
+        the frames after it, and pooling reads only real frames, so this equals packing (which
+        a bidirectional one needs) and is faster. Training on the CPU, an LSTM's pass is
+        `slr.models.recurrence.fused_lstm`: the same function with faster gradients."""
         b, t = features.shape[:2]
-        if lengths is None:
-            x = self.frame_inputs(features.flatten(0, 1))  # (B, T, D) -> (B*T, D')
-            out, state = self.lstm(x.unflatten(0, (b, t)))  # (B*T, D') -> (B, T, D')
+        if self.center_clip:
+            features = features - clip_mean(features, lengths)
+        if lengths is not None and self.lstm.bidirectional:
+            return self.head(self.summary(*self.packed_rnn(features, lengths), lengths))
+        if lengths is None or bool((lengths == t).all()):
+            x = self.frame_inputs(features.flatten(0, 1)).unflatten(
+                0, (b, t)
+            )  # (B*T, D') -> (B, T, D')
         else:
-            packed = pack_padded_sequence(
-                features, lengths.cpu(), batch_first=True, enforce_sorted=False
-            )
-            # packed.data holds only the real frames, (sum of lengths, D)
-            x = self.frame_inputs(packed.data)
-            packed = PackedSequence(
-                x, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
-            )
-            out, state = self.lstm(packed)
-            if self.pooling != "last":
-                out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)  # (B, T, H')
+            real = torch.arange(t, device=features.device) < lengths.to(features.device)[:, None]
+            x = self.frame_inputs(features[real])  # (B, T, D)[real] -> (N real frames, D')
+            x = x.new_zeros(b, t, x.shape[1]).masked_scatter_(real.unsqueeze(-1), x)  # (B, T, D')
+        if self.training and recurrence.supports(self.lstm, x):
+            out, state = recurrence.fused_lstm(self.lstm, x), None
+        else:
+            out, state = self.lstm(x)  # (B, T, H'), from a zero state
         return self.head(self.summary(out, state, lengths))
+
+    def packed_rnn(self, features: torch.Tensor, lengths: torch.Tensor):
+        """The RNN over only the real frames, packed: -> (B, T, H') outputs and final state."""
+        t = features.shape[1]
+        packed = pack_padded_sequence(
+            features, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        # packed.data holds only the real frames, (sum of lengths, D)
+        x = self.frame_inputs(packed.data)
+        packed = PackedSequence(
+            x, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+        )
+        out, state = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)  # (B, T, H')
+        return out, state
 
     def frame_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """(N, D) real frames' features -> (N, D') the RNN's inputs."""
@@ -130,13 +157,17 @@ class SignClassifier(nn.Module):
         return self.input_proj(self.feature_dropout(x))
 
     def summary(self, out, state, lengths: torch.Tensor | None) -> torch.Tensor:
-        """One vector per clip, (B, H') from the RNN's outputs `out` ((B, T, H') unless pooling is
-        "last") and its final `state`; `lengths` None = every frame real."""
-        if self.pooling == "last":
+        """One vector per clip, (B, H') from the RNN's outputs `out` (B, T, H') and, for a
+        bidirectional RNN's "last", its final `state`; `lengths` None = every frame real."""
+        if self.pooling == "last" and self.lstm.bidirectional:
             h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); GRU: h
-            # h_n: (layers * directions, B, H): the last layer's final state, (B, H), or (B, 2H)
-            # with both directions concatenated
-            return torch.cat([h_n[-2], h_n[-1]], dim=1) if self.lstm.bidirectional else h_n[-1]
+            # h_n: (layers * directions, B, H): the last layer's final states, both directions
+            return torch.cat([h_n[-2], h_n[-1]], dim=1)  # (B, 2H)
+        if self.pooling == "last":  # the last layer's output at each clip's last real frame
+            if lengths is None:
+                return out[:, -1]  # (B, T, H) -> (B, H)
+            last = lengths.to(out.device) - 1
+            return out[torch.arange(len(out), device=out.device), last]  # (B, T, H) -> (B, H)
         b, t = out.shape[:2]
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=out.device)
@@ -148,6 +179,17 @@ class SignClassifier(nn.Module):
             scores = self.attention(out).squeeze(-1).masked_fill(~real, float("-inf"))
             weights = scores.softmax(dim=1)  # (B, T), zero on padding
         return (weights.unsqueeze(-1) * out).sum(dim=1)  # (B, T, H') -> (B, H')
+
+
+def clip_mean(features: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """(B, T, D) frame features -> (B, 1, D), each clip's mean over its real frames."""
+    if lengths is None:
+        return features.mean(dim=1, keepdim=True)
+    t = features.shape[1]
+    lengths = lengths.to(features.device)
+    real = (torch.arange(t, device=features.device) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+    total = features.masked_fill(~real, 0).sum(dim=1, keepdim=True)  # (B, 1, D)
+    return total / lengths.clamp(min=1)[:, None, None]
 
 
 def mean_over_views(logits: torch.Tensor, num_views: int) -> torch.Tensor:
