@@ -116,9 +116,8 @@ class SignClassifier(nn.Module):
         if lengths is not None and self.lstm.bidirectional:
             return self.head(self.summary(*self.packed_rnn(features, lengths), lengths))
         if lengths is None or bool((lengths == t).all()):
-            x = self.frame_inputs(features.flatten(0, 1)).unflatten(
-                0, (b, t)
-            )  # (B*T, D') -> (B, T, D')
+            x = self.frame_inputs(features.flatten(0, 1))  # (B, T, D) -> (B*T, D')
+            x = x.unflatten(0, (b, t))  # (B*T, D') -> (B, T, D')
         else:
             real = torch.arange(t, device=features.device) < lengths.to(features.device)[:, None]
             x = self.frame_inputs(features[real])  # (B, T, D)[real] -> (N real frames, D')
