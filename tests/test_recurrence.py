@@ -14,8 +14,13 @@ def grads(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("mkl", [True, False], ids=["mkl-packed", "transposed-copy"])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_fused_lstm_equals_nn_lstm_outputs_and_gradients(layers):
+def test_fused_lstm_equals_nn_lstm_outputs_and_gradients(layers, mkl, monkeypatch):
+    if mkl and not torch.backends.mkl.is_available():
+        pytest.skip("this torch build has no MKL: the transposed-copy case covers the fallback")
+    if not mkl:  # the recurrent product's fallback, as on builds without MKL
+        monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)
     torch.manual_seed(0)
     rnn = nn.LSTM(12, 8, num_layers=layers, batch_first=True)
     x = torch.randn(3, 7, 12, requires_grad=True)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from slr.models.checkpoint import check_checkpoint_file, load_trained
+from slr.models.encoder import FrameEncoder
 from slr.models.mobilenet_lstm import SignClassifier
 from slr.runs.files import check_writable
 
@@ -158,6 +159,12 @@ def export(
     check_writable(path, "output")  # before the export's work, not after it
     trained = load_trained(ckpt_path, model_overrides=model_overrides)
     net = trained.net.eval()
+    if not isinstance(net.encoder, FrameEncoder):
+        raise ValueError(
+            f"{ckpt_path}: its backbone is {type(net.encoder).__name__} (keypoints from "
+            "MediaPipe's own graph, which torch cannot trace); export covers the MobileNetV2 "
+            "backbone. Run the checkpoint with slr.predict instead."
+        )
     # the export computes in float32; bf16 autocast is a speed option of the PyTorch backbone
     net.encoder.bf16 = False
     spec = trained.preprocessing.to_dict()

@@ -9,9 +9,10 @@ dW_hh = dG^T @ H_prev and dW_ih = dG^T @ X over all B*T frames, the way cuDNN do
 function, same parameters (an nn.LSTM's), same gradients within float32 rounding
 (tests/test_recurrence.py); only the training pass uses it.
 
-The step loops run on one thread: each step's products are too small to split, and with
-OpenMP's passive waiting (slr/__init__.py) waking a second thread for each of them costs more
-than it saves (experiments/speed/README.md).
+The step loops, and the elementwise work around them, run on one thread: each step's products
+are too small to split, and with OpenMP's passive waiting (slr/__init__.py) waking a second
+thread costs more than such an operation takes on one (experiments/speed/README.md). Only the
+whole-batch products use every thread.
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
+def _recurrent_product(w_hh: torch.Tensor, batch: int):
+    """h (B, H) -> h @ w_hh^T (B, 4H), for the forward loop's steps. MKL's packed GEMM packs the
+    (4H, H) weight once per pass, in less time than a transposed copy takes (which a plain
+    product needs at these sizes: on the transposed view each step repacks the weight)."""
+    mkl = torch.ops.mkl
+    if torch.backends.mkl.is_available() and hasattr(mkl, "_mkl_linear"):
+        packed = mkl._mkl_reorder_linear_weight(w_hh, batch)
+        return lambda h: mkl._mkl_linear(h, packed, w_hh, None, batch)
+    w_hh_t = w_hh.t().contiguous()
+    return lambda h: h @ w_hh_t
+
+
 class _LSTMLayer(torch.autograd.Function):
     # state kept time-major, (T, B, ...), so each step's slice is one contiguous block
     @staticmethod
@@ -69,21 +82,23 @@ class _LSTMLayer(torch.autograd.Function):
         # (B, T, D) -> (T*B, D) @ (D, 4H) -> (T, B, 4H): the inputs' part of every gate at once
         x_tm = x.transpose(0, 1).reshape(t * b, d)
         acts = torch.addmm(b_ih + b_hh, x_tm, w_ih.t()).view(t, b, 4 * n)
-        cells = x.new_empty(t, b, n)
-        out = x.new_empty(t, b, n)
-        h = x.new_zeros(b, n)
-        c = x.new_zeros(b, n)
-        w_hh_t = w_hh.t().contiguous()
+        recurrent = _recurrent_product(w_hh, b)
         with one_thread():
+            cells = x.new_empty(t, b, n)
+            out = x.new_empty(t, b, n)
             for step in range(t):
                 a = acts[step]  # the step's gates, activated in place: ATen's order i, f, g, o
-                a.addmm_(h, w_hh_t)
+                if step:  # from the zero state the first step's gates are the inputs' part alone
+                    a.add_(recurrent(out[step - 1]))
                 a[:, : 2 * n].sigmoid_()
                 a[:, 3 * n :].sigmoid_()
                 i, f, g, o = a.chunk(4, dim=1)
                 g.tanh_()
-                c = torch.addcmul(f * c, i, g, out=cells[step])
-                h = torch.mul(o, torch.tanh(c), out=out[step])
+                if step:
+                    torch.addcmul(f * cells[step - 1], i, g, out=cells[step])
+                else:
+                    torch.mul(i, g, out=cells[step])
+                torch.mul(o, torch.tanh(cells[step]), out=out[step])
         ctx.save_for_backward(x_tm, w_ih, w_hh, acts, cells, out)
         return out.transpose(0, 1)  # (T, B, H) -> (B, T, H)
 
@@ -91,18 +106,18 @@ class _LSTMLayer(torch.autograd.Function):
     def backward(ctx, grad_out):
         x_tm, w_ih, w_hh, acts, cells, out = ctx.saved_tensors
         t, b, n = out.shape
-        grad_out = grad_out.transpose(0, 1).contiguous()  # (B, T, H) -> (T, B, H)
-        # every factor that needs no recurrence, for all steps at once, (T, B, H) each
-        i, f, g, o = acts.chunk(4, dim=2)
-        tanh_c = cells.tanh()
-        c_prev = torch.cat([cells.new_zeros(1, b, n), cells[:-1]])
-        dc_from_dh = o * (1 - tanh_c * tanh_c)
-        # dc -> pre-activation di, df, dg (T, B, 3, H); dh -> pre-activation do (T, B, H)
-        dc_to_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)
-        dh_to_o = tanh_c * o * (1 - o)
-        grad_gates = acts.new_empty(t, b, 4 * n)  # dL/d(pre-activation gates) per step
-        dc = acts.new_zeros(b, n)
         with one_thread():
+            grad_out = grad_out.transpose(0, 1).contiguous()  # (B, T, H) -> (T, B, H)
+            # every factor that needs no recurrence, for all steps at once, (T, B, H) each
+            i, f, g, o = acts.chunk(4, dim=2)
+            tanh_c = cells.tanh()
+            c_prev = torch.cat([cells.new_zeros(1, b, n), cells[:-1]])
+            dc_from_dh = o * (1 - tanh_c * tanh_c)
+            # dc -> pre-activation di, df, dg (T, B, 3, H); dh -> pre-activation do (T, B, H)
+            dc_to_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)
+            dh_to_o = tanh_c * o * (1 - o)
+            grad_gates = acts.new_empty(t, b, 4 * n)  # dL/d(pre-activation gates) per step
+            dc = acts.new_zeros(b, n)
             for step in reversed(range(t)):
                 if step == t - 1:
                     dh = grad_out[step]
@@ -113,13 +128,13 @@ class _LSTMLayer(torch.autograd.Function):
                 gates = grad_gates[step]  # (B, 4H)
                 torch.mul(dc.unsqueeze(1), dc_to_ifg[step], out=gates[:, : 3 * n].view(b, 3, n))
                 torch.mul(dh, dh_to_o[step], out=gates[:, 3 * n :])
-        flat = grad_gates.view(t * b, 4 * n)  # (T, B, 4H) -> (T*B, 4H)
+            flat = grad_gates.view(t * b, 4 * n)  # (T, B, 4H) -> (T*B, 4H)
+            grad_b = flat.sum(dim=0)
+            # h_{t-1} for every step, zeros before the first: (T, B, H) -> (T*B, H)
+            h_prev = torch.cat([out.new_zeros(1, b, n), out[:-1]]).view(t * b, n)
         grad_x = None
         if ctx.needs_input_grad[0]:  # (T*B, 4H) @ (4H, D) -> (T, B, D) -> (B, T, D)
             grad_x = (flat @ w_ih).view(t, b, -1).transpose(0, 1)
         grad_w_ih = flat.t() @ x_tm
-        # h_{t-1} for every step, zeros before the first: (T, B, H) -> (T*B, H)
-        h_prev = torch.cat([out.new_zeros(1, b, n), out[:-1]]).view(t * b, n)
         grad_w_hh = flat.t() @ h_prev
-        grad_b = flat.sum(dim=0)
         return grad_x, grad_w_ih, grad_w_hh, grad_b, grad_b
