@@ -106,21 +106,28 @@ class KeypointEncoder(nn.Module):
     Args:
         model_complexity: Holistic's pose model, 0 (lite), 1 (full) or 2 (heavy).
         threads: clips of a batch tracked at once (MediaPipe releases the GIL while it runs).
-        weights_path: not used (there is no CNN to load). Accepted, with a warning when set, so
-            that a command written for the MobileNetV2 backbone
-            (`model.backbone.weights_path=...`) runs unchanged on a recipe that uses keypoints.
+        weights, weights_path: not used (there is no CNN to load). Accepted, with a warning
+            when set, so that commands and experiment files written for the MobileNetV2
+            backbone (`model.backbone.weights_path=...`, the demo's `weights: null`) run
+            unchanged with keypoints.
     """
 
     def __init__(
-        self, model_complexity: int = 1, threads: int = 2, weights_path: str | None = None
+        self,
+        model_complexity: int = 1,
+        threads: int = 2,
+        weights: str | None = None,
+        weights_path: str | None = None,
     ) -> None:
         super().__init__()
-        if weights_path is not None:
-            log.warning(
-                "model.backbone.weights_path=%s is not used: the keypoint backbone (holistic) "
-                "has no CNN weights; MediaPipe's own models come with its wheel",
-                weights_path,
-            )
+        for key, value in (("weights", weights), ("weights_path", weights_path)):
+            if value is not None:
+                log.warning(
+                    "model.backbone.%s=%s is not used: the keypoint backbone (holistic) has no "
+                    "CNN weights; MediaPipe's own models come with its wheel",
+                    key,
+                    value,
+                )
         if model_complexity not in (0, 1, 2):
             raise ValueError(f"keypoint model_complexity={model_complexity}: use 0, 1 or 2")
         if threads < 1:
