@@ -87,6 +87,15 @@ def test_without_mediapipe_the_error_says_how_to_install_it(monkeypatch):
     assert "--no-deps" in str(e.value)
 
 
+def test_protobuf_7_is_refused_with_the_fix(monkeypatch):
+    needs_mediapipe()
+    from google import protobuf
+
+    monkeypatch.setattr(protobuf, "__version__", "7.1.0")
+    with pytest.raises(ImportError, match="protobuf 7.1.0"):
+        keypoints.holistic(1)
+
+
 def test_encoder_keeps_padding_zero_and_refuses_float_frames():
     needs_mediapipe()
     frames = torch.zeros(2, 3, 3, 64, 64, dtype=torch.uint8)  # nobody in these frames

@@ -6,8 +6,8 @@ normalized to the signer's shoulders so that where and how large the signer stan
 
 MediaPipe 0.10.21 is the last release whose wheel carries the Holistic models (later releases
 download them at run time, which an offline machine cannot). Its metadata pins protobuf < 5,
-which onnx and tensorboard refuse, but it runs on protobuf 6 (tests/test_keypoints.py), so it is
-installed without its pins: README, "Install".
+which onnx and tensorboard refuse, but it runs on protobuf 6 (not 7; tests/test_keypoints.py),
+so it is installed without its pins: README, "Install".
 """
 
 from __future__ import annotations
@@ -39,8 +39,15 @@ def holistic(model_complexity: int):
         import mediapipe as mp
     except ImportError as e:
         raise ImportError(
-            f"model.backbone.keypoints=holistic needs MediaPipe ({e}); install it with: {INSTALL}"
+            f"model/backbone=holistic needs MediaPipe ({e}); install it with: {INSTALL}"
         ) from e
+    from google import protobuf
+
+    if int(protobuf.__version__.split(".")[0]) >= 7:  # its descriptors lost `label` in 7
+        raise ImportError(
+            f"MediaPipe 0.10.21 fails on protobuf {protobuf.__version__}: install the one the "
+            f"keypoints extra asks for, {INSTALL}"
+        )
     solutions = getattr(mp, "solutions", None)
     if solutions is None:
         raise ImportError(
