@@ -14,13 +14,13 @@ def grads(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("mkl", [True, False], ids=["mkl-packed", "transposed-copy"])
+@pytest.mark.parametrize("way", ["view", "copy", "packed", "measured"])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_fused_lstm_equals_nn_lstm_outputs_and_gradients(layers, mkl, monkeypatch):
-    if mkl and not torch.backends.mkl.is_available():
-        pytest.skip("this torch build has no MKL: the transposed-copy case covers the fallback")
-    if not mkl:  # the recurrent product's fallback, as on builds without MKL
-        monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)
+def test_fused_lstm_equals_nn_lstm_outputs_and_gradients(layers, way, monkeypatch):
+    if way == "packed" and "packed" not in recurrence.product_ways():
+        pytest.skip("this torch build has no MKL: the view and copy cases cover the others")
+    if way != "measured":  # every way of forming the recurrent product, whichever wins here
+        monkeypatch.setattr(recurrence, "fastest_product", lambda *args: way)
     torch.manual_seed(0)
     rnn = nn.LSTM(12, 8, num_layers=layers, batch_first=True)
     x = torch.randn(3, 7, 12, requires_grad=True)
@@ -41,6 +41,22 @@ def test_fused_lstm_equals_nn_lstm_outputs_and_gradients(layers, mkl, monkeypatc
     assert got.keys() == want.keys()
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_recurrent_product_is_chosen_by_its_measured_cost(monkeypatch):
+    w_hh = torch.randn(32, 8)  # (4H, H)
+    chosen = recurrence.fastest_product(w_hh, 3, 10)
+    assert chosen in recurrence.product_ways()
+    key = (8, 3, torch.get_num_threads())
+    assert recurrence._COSTS[key].keys() == recurrence.product_ways().keys()  # measured once
+    costs = {"view": (0.0, 3.0), "copy": (1.0, 2.0), "packed": (5.0, 1.0)}  # set-up, per step
+    monkeypatch.setitem(recurrence._COSTS, key, costs)
+    monkeypatch.setattr(recurrence, "product_ways", lambda: dict.fromkeys(costs))
+    assert [recurrence.fastest_product(w_hh, 3, steps) for steps in (0, 2, 9)] == [
+        "view",
+        "copy",
+        "packed",
+    ]
 
 
 def test_fused_lstm_is_only_taken_where_it_is_the_same_function():

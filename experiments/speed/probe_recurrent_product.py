@@ -31,6 +31,7 @@ def main() -> None:
     w_t = w.t().contiguous()
     small, small_state = torch.randn(256, 1024), torch.randn(b, 256)  # 1 MB: stays in L2
     steps = torch.randn(30, b, h)
+    grad = torch.randn(b, 4 * h)  # a step's gate gradients
     for threads in (1, 2):
         torch.set_num_threads(threads)
         print(f"threads {threads}")
@@ -47,8 +48,15 @@ def main() -> None:
                 lambda: torch.ops.mkl._mkl_reorder_linear_weight(w, b),
                 30,
             )
+            # the backward's g @ W_hh: W_hh^T is the packed "linear" weight
+            packed_back = torch.ops.mkl._mkl_reorder_linear_weight(w_t, b)
+            timed(
+                "backward step product, MKL packed",
+                lambda: torch.ops.mkl._mkl_linear(grad, packed_back, w_t, None, b),  # noqa: B023
+            )
+        timed("backward step product, plain", lambda: state.addmm_(grad, w))
         timed("transposed copy of the weight", lambda: w.t().contiguous(), 30)
-        timed("step product, 1 MB weight (L2)", lambda: small_state @ small.t().contiguous(), 30)
+        timed("step product, 1 MB weight (L2)", lambda: small_state @ small, 30)
         timed("step product, bf16 weight", lambda: state.bfloat16() @ w_t.bfloat16(), 30)
         timed("elementwise a * (1 - a) over (30, 4, 512)", lambda: steps * (1 - steps))
 

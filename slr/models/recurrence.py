@@ -18,6 +18,8 @@ whole-batch products use every thread.
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -61,16 +63,68 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def _recurrent_product(w_hh: torch.Tensor, batch: int):
-    """h (B, H) -> h @ w_hh^T (B, 4H), for the forward loop's steps. MKL's packed GEMM packs the
-    (4H, H) weight once per pass, in less time than a transposed copy takes (which a plain
-    product needs at these sizes: on the transposed view each step repacks the weight)."""
+def _packed(w_hh: torch.Tensor, batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    # MKL's packed GEMM: the (4H, H) weight packed once per pass for every step's product
     mkl = torch.ops.mkl
-    if torch.backends.mkl.is_available() and hasattr(mkl, "_mkl_linear"):
-        packed = mkl._mkl_reorder_linear_weight(w_hh, batch)
-        return lambda h: mkl._mkl_linear(h, packed, w_hh, None, batch)
-    w_hh_t = w_hh.t().contiguous()
+    packed = mkl._mkl_reorder_linear_weight(w_hh, batch)
+    return lambda h: mkl._mkl_linear(h, packed, w_hh, None, batch)
+
+
+def _view(w_hh: torch.Tensor, batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda h: h @ w_hh.t()  # on the transposed view: the BLAS packs it on every call
+
+
+def _copy(w_hh: torch.Tensor, batch: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    w_hh_t = w_hh.t().contiguous()  # one transposed copy per pass
     return lambda h: h @ w_hh_t
+
+
+def product_ways() -> dict[str, Callable]:
+    """The ways to form the forward loop's h @ w_hh^T, by name; all give the same products
+    within float32 rounding."""
+    ways = {"view": _view, "copy": _copy}
+    if torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear"):
+        ways["packed"] = _packed
+    return ways
+
+
+# (H, B, threads) -> {way: (seconds to set up a pass, seconds per step)}, measured once
+_COSTS: dict[tuple[int, int, int], dict[str, tuple[float, float]]] = {}
+
+
+def _measure(make: Callable, w_hh: torch.Tensor, batch: int) -> tuple[float, float]:
+    h = w_hh.new_zeros(batch, w_hh.shape[1])
+    setup = step = float("inf")
+    for _ in range(3):  # best of 3: the machine is shared
+        start = time.perf_counter()
+        product = make(w_hh, batch)
+        made = time.perf_counter()
+        with one_thread():
+            for _ in range(8):
+                product(h)
+        setup = min(setup, made - start)
+        step = min(step, (time.perf_counter() - made) / 8)
+    return setup, step
+
+
+def fastest_product(w_hh: torch.Tensor, batch: int, steps: int) -> str:
+    """The way whose set-up plus `steps` products costs least on this machine. Which one wins
+    depends on the CPU's caches and BLAS: MKL's packing pays for itself on the Intel Xeon of
+    experiments/speed and costs more than it saves on the AMD EPYC; so it is timed, once per
+    weight shape, batch size and thread count in the process (a few ms), not guessed."""
+    ways = product_ways()
+    key = (w_hh.shape[1], batch, torch.get_num_threads())
+    if _COSTS.get(key, {}).keys() != ways.keys():
+        with torch.no_grad():
+            w = w_hh.detach()
+            _COSTS[key] = {name: _measure(make, w, batch) for name, make in ways.items()}
+    costs = _COSTS[key]
+    return min(costs, key=lambda name: costs[name][0] + steps * costs[name][1])
+
+
+def _recurrent_product(w_hh: torch.Tensor, batch: int, steps: int):
+    """h (B, H) -> h @ w_hh^T (B, 4H), for the `steps` products of the forward loop."""
+    return product_ways()[fastest_product(w_hh, batch, steps)](w_hh, batch)
 
 
 class _LSTMLayer(torch.autograd.Function):
@@ -82,7 +136,7 @@ class _LSTMLayer(torch.autograd.Function):
         # (B, T, D) -> (T*B, D) @ (D, 4H) -> (T, B, 4H): the inputs' part of every gate at once
         x_tm = x.transpose(0, 1).reshape(t * b, d)
         acts = torch.addmm(b_ih + b_hh, x_tm, w_ih.t()).view(t, b, 4 * n)
-        recurrent = _recurrent_product(w_hh, b)
+        recurrent = _recurrent_product(w_hh, b, t - 1)
         with one_thread():
             cells = x.new_empty(t, b, n)
             out = x.new_empty(t, b, n)
